@@ -1,0 +1,1 @@
+"""NovaCron Stream: the Faust app, settings, topics, tables, features, broker and CLI."""
