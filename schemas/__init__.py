@@ -1,0 +1,1 @@
+"""Event contracts: JSON Schema files, typed records and input validation."""
