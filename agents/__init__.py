@@ -1,0 +1,1 @@
+"""The Faust agents and the online learners they run."""

@@ -1,0 +1,174 @@
+"""Windowed per-VM features: the one feature code path of the stream, replay and benchmarks.
+
+A :class:`FeatureExtractor` keeps, for one VM, a tumbling window (fixed buckets of
+``tumbling_window_s`` of event time; features of the last closed bucket) and a sliding window
+(the samples of the last ``sliding_window_s``), over the six metrics of
+:data:`schemas.records.METRIC_FIELDS`. For each it gives mean, std, min, max, last and slope
+(least squares, units per second), plus the time of day and week. It is pure and synchronous:
+the agent stores it in a changelogged table, the backtest keeps it in a dict.
+
+>>> fx = FeatureExtractor(tumbling_window_s=60, sliding_window_s=120)
+>>> for t in range(0, 300, 10):
+...     f = fx.update(float(t), {"cpu_pct": t / 10})
+>>> f["cpu_pct.sliding.mean"], f["cpu_pct.sliding.slope_per_s"]
+(23.5, 0.1)
+>>> f["cpu_pct.tumbling.max"], fx.step_s
+(23.0, 10.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from statistics import median
+
+import numpy as np
+
+from schemas.records import METRIC_FIELDS
+
+STATS = ("mean", "std", "min", "max", "last", "slope_per_s")
+_MAX_SLIDING_POINTS = 360
+_STEP_HISTORY = 15
+
+
+class BucketStats:
+    """Running statistics of one metric over one tumbling bucket (Welford + least squares)."""
+
+    __slots__ = ("count", "last", "m2", "max", "mean", "min", "st", "stt", "stx", "t0")
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.count = 0
+        self.mean = self.m2 = self.st = self.stt = self.stx = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        self.last = 0.0
+
+    def add(self, t: float, x: float) -> None:
+        self.count += 1
+        delta = x - self.mean
+        self.mean += delta / self.count
+        self.m2 += delta * (x - self.mean)
+        self.min = min(self.min, x)
+        self.max = max(self.max, x)
+        self.last = x
+        dt = t - self.t0
+        self.st += dt
+        self.stt += dt * dt
+        self.stx += dt * x
+
+    def result(self) -> dict[str, float]:
+        n = self.count
+        std = math.sqrt(self.m2 / n) if n else 0.0
+        var_t = self.stt / n - (self.st / n) ** 2 if n else 0.0
+        slope = ((self.stx / n - (self.st / n) * self.mean) / var_t) if var_t > 1e-12 else 0.0
+        return {"mean": self.mean, "std": std, "min": self.min if n else 0.0,
+                "max": self.max if n else 0.0, "last": self.last, "slope_per_s": slope}
+
+    def __getstate__(self) -> tuple[float, ...]:
+        return (self.t0, self.count, self.mean, self.m2, self.min, self.max, self.last,
+                self.st, self.stt, self.stx)
+
+    def __setstate__(self, s: tuple[float, ...]) -> None:
+        (self.t0, count, self.mean, self.m2, self.min, self.max, self.last,
+         self.st, self.stt, self.stx) = s
+        self.count = int(count)
+
+
+def window_stats(times: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean, std, min, max, last and least-squares slope of each column of ``values``.
+
+    ``times`` has shape (n,), ``values`` shape (n, k); each statistic comes back with shape (k,).
+    """
+    if len(times) == 0:
+        zeros = np.zeros(values.shape[1] if values.ndim == 2 else 0)
+        return dict.fromkeys(STATS, zeros)
+    mean = values.mean(axis=0)
+    dt = times - times.mean()
+    var_t = float(dt @ dt)
+    slope = (dt @ (values - mean)) / var_t if var_t > 1e-12 else np.zeros_like(mean)
+    return {"mean": mean, "std": values.std(axis=0), "min": values.min(axis=0),
+            "max": values.max(axis=0), "last": values[-1], "slope_per_s": slope}
+
+
+class FeatureExtractor:
+    """Tumbling and sliding window features of one VM's metrics.
+
+    Events older than the newest one seen are counted in ``late_events_total`` and leave the
+    windows as they are, so a replayed or duplicated message cannot move time backwards.
+    """
+
+    def __init__(self, tumbling_window_s: float = 300.0, sliding_window_s: float = 900.0,
+                 metrics: tuple[str, ...] = METRIC_FIELDS) -> None:
+        self.tumbling_window_s = tumbling_window_s
+        self.sliding_window_s = sliding_window_s
+        self.metrics = metrics
+        self.last_ts: float | None = None
+        self.late_events_total = 0
+        self._bucket: dict[str, BucketStats] = {}
+        self._bucket_index: int | None = None
+        self._closed: dict[str, dict[str, float]] = {}
+        self._rows: deque[tuple[float, ...]] = deque(maxlen=_MAX_SLIDING_POINTS)
+        self._steps: deque[float] = deque(maxlen=_STEP_HISTORY)
+
+    @property
+    def step_s(self) -> float:
+        """The VM's reporting interval: the median of its recent inter-arrival times."""
+        return median(self._steps) if self._steps else 0.0
+
+    @property
+    def count(self) -> int:
+        """Samples in the sliding window."""
+        return len(self._rows)
+
+    def update(self, timestamp: float, metrics: Mapping[str, float]) -> dict[str, float]:
+        """Add one sample and return the VM's current feature vector."""
+        if self.last_ts is not None and timestamp < self.last_ts:
+            self.late_events_total += 1
+            return self.features(timestamp)
+        if self.last_ts is not None and timestamp > self.last_ts:
+            self._steps.append(timestamp - self.last_ts)
+        self.last_ts = timestamp
+        self._add_tumbling(timestamp, metrics)
+        self._rows.append((timestamp, *(float(metrics.get(m, 0.0)) for m in self.metrics)))
+        horizon = timestamp - self.sliding_window_s
+        while self._rows[0][0] <= horizon:
+            self._rows.popleft()
+        return self.features(timestamp)
+
+    def _add_tumbling(self, timestamp: float, metrics: Mapping[str, float]) -> None:
+        index = int(timestamp // self.tumbling_window_s)
+        if index != self._bucket_index:
+            if self._bucket:
+                self._closed = {m: b.result() for m, b in self._bucket.items()}
+            t0 = index * self.tumbling_window_s
+            self._bucket = {m: BucketStats(t0) for m in self.metrics}
+            self._bucket_index = index
+        for m in self.metrics:
+            self._bucket[m].add(timestamp, float(metrics.get(m, 0.0)))
+
+    def features(self, timestamp: float) -> dict[str, float]:
+        """The feature vector as of the last sample, with calendar features for ``timestamp``."""
+        out: dict[str, float] = {}
+        rows = np.array(self._rows, dtype=float).reshape(-1, len(self.metrics) + 1)
+        sliding = window_stats(rows[:, 0], rows[:, 1:])
+        tumbling = self._closed or {m: b.result() for m, b in self._bucket.items()}
+        for i, m in enumerate(self.metrics):
+            for stat, column in sliding.items():
+                out[f"{m}.sliding.{stat}"] = float(column[i])
+            for stat, value in tumbling.get(m, dict.fromkeys(STATS, 0.0)).items():
+                out[f"{m}.tumbling.{stat}"] = value
+        out["window.sliding.count"] = float(len(rows))
+        out.update(calendar_features(timestamp))
+        return out
+
+
+def calendar_features(timestamp: float) -> dict[str, float]:
+    """Hour of day and day of week (UTC), raw and on the unit circle."""
+    day_s = timestamp % 86400.0
+    hour = day_s / 3600.0
+    dow = float((int(timestamp // 86400) + 3) % 7)  # 1970-01-01 was a Thursday; Monday = 0
+    angle = 2 * math.pi * day_s / 86400.0
+    return {"hour_of_day": float(math.floor(hour)), "day_of_week": dow,
+            "hour_sin": math.sin(angle), "hour_cos": math.cos(angle)}

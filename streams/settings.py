@@ -1,0 +1,200 @@
+"""One frozen, typed settings object, read from environment variables.
+
+Every field names its environment variable and documents itself; ``novacron settings`` prints
+the table and ``docs/settings.md`` is generated from it (a test keeps the two in sync).
+
+>>> s = Settings.from_env({"NOVACRON_PARTITIONS": "4"})
+>>> s.partitions, s.topic_prefix
+(4, '')
+>>> Settings.from_env({"NOVACRON_PARTITIONS": "zero"})
+Traceback (most recent call last):
+...
+streams.settings.ConfigError: NOVACRON_PARTITIONS: expected an integer, got 'zero'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEV_SIGNING_KEY = "novacron-dev-key-change-me"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot use; the message names the variable."""
+
+
+def _setting(env: str, default: Any, doc: str, *, minimum: float | None = None,
+             secret: bool = False) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc, "minimum": minimum,
+                                            "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings of a NovaCron Stream process (worker, replay, CLI)."""
+
+    bootstrap_servers: str = _setting(
+        "KAFKA_BOOTSTRAP_SERVERS", "",
+        "Kafka bootstrap servers (host:port,...). Empty: `novacron run` and the tests start a "
+        "local broker of their own and use it.")
+    app_id: str = _setting(
+        "NOVACRON_APP_ID", "novacron-stream",
+        "Faust application id: the consumer group and the prefix of the changelog topics.")
+    topic_prefix: str = _setting(
+        "NOVACRON_TOPIC_PREFIX", "",
+        "Prefix put before every topic name (e.g. `staging.`); lets several deployments or "
+        "tests share one cluster.")
+    partitions: int = _setting(
+        "NOVACRON_PARTITIONS", 8,
+        "Partitions of every topic the service creates; input is keyed by vm_id, so workers "
+        "can be added up to this count without re-keying.", minimum=1)
+    replication_factor: int = _setting(
+        "NOVACRON_REPLICATION_FACTOR", 1, "Replication factor of the topics the service creates.",
+        minimum=1)
+    data_dir: str = _setting(
+        "NOVACRON_DATA_DIR", ".novacron/data",
+        "Folder of the worker's local table store (rocksdict); one per worker process.")
+    web_host: str = _setting("NOVACRON_WEB_HOST", "127.0.0.1",
+                             "Address the worker's web server binds (/metrics, /healthz).")
+    web_port: int = _setting("NOVACRON_WEB_PORT", 6066, "Port of the worker's web server.",
+                             minimum=1)
+    log_level: str = _setting("NOVACRON_LOG_LEVEL", "info",
+                              "Log level: debug, info, warning or error.")
+    max_message_bytes: int = _setting(
+        "NOVACRON_MAX_MESSAGE_BYTES", 65536,
+        "Largest accepted input message; larger ones are dead-lettered unread.", minimum=64)
+    max_future_skew_s: float = _setting(
+        "NOVACRON_MAX_FUTURE_SKEW_S", 300.0,
+        "How far past the worker's clock a metric timestamp may lie before it is "
+        "dead-lettered.", minimum=0)
+    tumbling_window_s: float = _setting(
+        "NOVACRON_TUMBLING_WINDOW_S", 300.0,
+        "Width of the tumbling feature window (event time).", minimum=1)
+    sliding_window_s: float = _setting(
+        "NOVACRON_SLIDING_WINDOW_S", 900.0,
+        "Span of the sliding feature window (event time).", minimum=1)
+    forecast_horizons_s: tuple[float, ...] = _setting(
+        "NOVACRON_FORECAST_HORIZONS_S", (300.0, 900.0, 3600.0),
+        "Forecast horizons in seconds, comma separated.", minimum=1)
+    forecast_interval_s: float = _setting(
+        "NOVACRON_FORECAST_INTERVAL_S", 300.0,
+        "Least event time between two forecasts published for one VM.", minimum=0)
+    alert_quantile: float = _setting(
+        "NOVACRON_ALERT_QUANTILE", 0.995,
+        "Quantile of a VM's own past anomaly scores above which an event is anomalous.",
+        minimum=0.5)
+    warmup_events: int = _setting(
+        "NOVACRON_WARMUP_EVENTS", 48,
+        "Events a VM must have been seen for before it can raise an alert.", minimum=1)
+    scale_up_cpu_pct: float = _setting(
+        "NOVACRON_SCALE_UP_CPU_PCT", 80.0,
+        "Sliding mean cpu above which a VM is recommended to scale up.", minimum=0)
+    scale_down_cpu_pct: float = _setting(
+        "NOVACRON_SCALE_DOWN_CPU_PCT", 10.0,
+        "Sliding max cpu below which a VM is recommended to scale down.", minimum=0)
+    scale_up_memory_pct: float = _setting(
+        "NOVACRON_SCALE_UP_MEMORY_PCT", 90.0,
+        "Memory use above which a VM is recommended to scale up.", minimum=0)
+    batch_max_events: int = _setting(
+        "NOVACRON_BATCH_MAX_EVENTS", 500,
+        "Most events an agent takes from the stream at once.", minimum=1)
+    batch_within_s: float = _setting(
+        "NOVACRON_BATCH_WITHIN_S", 0.05,
+        "Longest an agent waits to fill a batch before it processes what it has.", minimum=0)
+    state_signing_key: str = _setting(
+        "NOVACRON_STATE_SIGNING_KEY", DEV_SIGNING_KEY,
+        "Secret that signs the learned state written to changelog tables; state with a bad "
+        "signature is never loaded. Set it in production (a warning is logged otherwise).",
+        secret=True)
+
+    def __post_init__(self) -> None:
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise ConfigError(
+                f"NOVACRON_LOG_LEVEL: expected debug, info, warning or error, got "
+                f"{self.log_level!r}")
+        if self.scale_down_cpu_pct >= self.scale_up_cpu_pct:
+            raise ConfigError("NOVACRON_SCALE_DOWN_CPU_PCT must be below "
+                              "NOVACRON_SCALE_UP_CPU_PCT")
+        if self.alert_quantile >= 1:
+            raise ConfigError("NOVACRON_ALERT_QUANTILE: expected a number below 1")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every field from ``env`` (default: ``os.environ``); ``overrides`` win."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata["env"]
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+            elif name in env and env[name].strip() != "":
+                values[f.name] = _parse(f, env[name].strip())
+        return cls(**values)
+
+    def topic(self, name: str) -> str:
+        """The full topic name for a base name such as ``vm.metrics``."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def signing_key_is_default(self) -> bool:
+        return self.state_signing_key == DEV_SIGNING_KEY
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    name = f.metadata["env"]
+    kind = type(f.default)
+    minimum = f.metadata["minimum"]
+    try:
+        if kind is int:
+            value: Any = int(raw)
+        elif kind is float:
+            value = float(raw)
+        elif kind is tuple:
+            value = tuple(sorted(float(part) for part in raw.split(",") if part.strip()))
+            if not value:
+                raise ValueError
+        else:
+            return raw
+    except ValueError:
+        what = {int: "an integer", float: "a number", tuple: "comma separated numbers"}[kind]
+        raise ConfigError(f"{name}: expected {what}, got {raw!r}") from None
+    values = value if isinstance(value, tuple) else (value,)
+    if minimum is not None and any(v < minimum for v in values):
+        raise ConfigError(f"{name}: must be at least {minimum:g}, got {raw!r}")
+    if any(v != v or v in (float("inf"), float("-inf")) for v in values):
+        raise ConfigError(f"{name}: must be a finite number, got {raw!r}")
+    return value
+
+
+def describe() -> list[dict[str, str]]:
+    """One row per setting (variable, default, description), for docs and ``--help``."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        if isinstance(default, tuple):
+            default = ",".join(f"{v:g}" for v in default)
+        shown = "(dev key)" if f.metadata["secret"] else str(default)
+        rows.append({"env": f.metadata["env"], "default": shown, "doc": f.metadata["doc"]})
+    return rows
+
+
+def settings_markdown() -> str:
+    """The settings table as Markdown (the body of docs/settings.md)."""
+    lines = [
+        "# Settings",
+        "",
+        "Every process reads these environment variables once, at start, into one frozen",
+        "`streams.settings.Settings`. A bad value stops the process with one line naming the",
+        "variable. Generated from the code by `novacron settings --markdown`.",
+        "",
+        "| variable | default | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for row in describe():
+        default = f"`{row['default']}`" if row["default"] else "(empty)"
+        lines.append(f"| `{row['env']}` | {default} | {row['doc']} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,45 @@
+"""The service's topics, declared once.
+
+Each topic is a small module-level :class:`TopicSpec`: its base name, its JSON Schema in
+``schemas/`` and what it carries. :func:`streams.app.create_app` binds them to a Faust app with
+the deployment's prefix and partition count. Every topic is keyed by ``vm_id`` (UTF-8), so all
+of a VM's records share one partition and the tables built from them are co-partitioned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    schema: str
+    doc: str
+    direction: str  # "in" (the service consumes it) or "out" (the service publishes it)
+
+
+metrics_topic = TopicSpec(
+    "vm.metrics", "vm.metrics.v1.schema.json",
+    "VM metrics from the hypervisor agents: one JSON object per VM sample.", "in")
+feedback_topic = TopicSpec(
+    "vm.feedback", "vm.feedback.v1.schema.json",
+    "Operator verdicts on incidents (false_positive or confirmed).", "in")
+alerts_topic = TopicSpec(
+    "vm.alerts", "vm.alerts.v1.schema.json",
+    "Classified anomalies (incidents) with severity, confidence and explaining features.", "out")
+forecasts_topic = TopicSpec(
+    "vm.forecasts", "vm.forecasts.v1.schema.json",
+    "Multi-horizon resource and bandwidth forecasts with prediction intervals.", "out")
+recommendations_topic = TopicSpec(
+    "vm.recommendations", "vm.recommendations.v1.schema.json",
+    "scale_up / scale_down / migrate recommendations for the DWCP scheduler.", "out")
+deadletter_topic = TopicSpec(
+    "vm.deadletter", "vm.deadletter.v1.schema.json",
+    "Input messages the service could not accept, with the reason, the original bytes and "
+    "where they came from.", "out")
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    metrics_topic, feedback_topic, alerts_topic, forecasts_topic, recommendations_topic,
+    deadletter_topic,
+)
