@@ -1,0 +1,99 @@
+"""The Faust agents: thin loops that move bytes between Kafka and the processors."""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from faust.streams import _current_event  # the context Faust reads a table write's partition from
+from mode.types.signals import BaseSignalT
+
+from agents.pipeline import PipelineConfig
+from agents.processor import BatchResult, Inbound, MetricsProcessor
+from streams.state_codec import StateCodec
+from streams.tables import vm_state_table
+from streams.topics import (
+    alerts_topic,
+    deadletter_topic,
+    forecasts_topic,
+    metrics_topic,
+    recommendations_topic,
+)
+
+if TYPE_CHECKING:
+    from streams.app import Service
+
+log = logging.getLogger(__name__)
+
+
+def pipeline_config(settings: Any) -> PipelineConfig:
+    return PipelineConfig(
+        tumbling_window_s=settings.tumbling_window_s,
+        sliding_window_s=settings.sliding_window_s,
+        forecast_horizons_s=settings.forecast_horizons_s,
+        forecast_interval_s=settings.forecast_interval_s,
+        alert_quantile=settings.alert_quantile,
+        warmup_events=settings.warmup_events,
+        scale_up_cpu_pct=settings.scale_up_cpu_pct,
+        scale_down_cpu_pct=settings.scale_down_cpu_pct,
+        scale_up_memory_pct=settings.scale_up_memory_pct,
+    )
+
+
+def register_agents(service: Service) -> None:
+    """Attach the agents to ``service.app``."""
+    app, settings = service.app, service.settings
+    state_table = service.tables[vm_state_table.name]
+    topics = service.topics
+    if settings.signing_key_is_default:
+        log.warning("NOVACRON_STATE_SIGNING_KEY is not set: learned state is signed with the "
+                    "development key; set a secret in production")
+    processor = MetricsProcessor(
+        pipeline_config(settings), StateCodec(settings.state_signing_key.encode()),
+        load_state=state_table.get, metrics=service.metrics,
+        max_message_bytes=settings.max_message_bytes,
+        max_future_skew_s=settings.max_future_skew_s)
+    service.processor = processor
+
+    @app.on_partitions_revoked.connect
+    async def forget_cached_states(sender: Any, /, *args: Any, signal: BaseSignalT[Any],
+                                   **kwargs: Any) -> None:
+        processor.forget()
+
+    async def publish(result: BatchResult, events: Sequence[Any]) -> None:
+        for name, records in ((alerts_topic.name, result.alerts),
+                              (forecasts_topic.name, result.forecasts),
+                              (recommendations_topic.name, result.recommendations),
+                              (deadletter_topic.name, result.deadletters),
+                              (metrics_topic.name, result.rekeyed)):
+            topic = topics[name]
+            for key, value in records:
+                await topic.send(key=key, value=value)
+            if records:
+                service.metrics.records_published.labels(topic=name).inc(len(records))
+        for key, (index, encoded) in result.states.items():
+            # Faust writes a table key to the changelog partition of the current event: make
+            # it the VM's own last message, whose partition is the one this key belongs to.
+            _current_event.set(weakref.ref(events[index]))
+            state_table[key] = encoded
+        _current_event.set(None)
+
+    @app.agent(topics[metrics_topic.name], name="score_metrics")
+    async def score_metrics(stream: Any) -> None:
+        """Validate metric events, update each VM's features and learners, publish."""
+        async for events in stream.take_events(settings.batch_max_events,
+                                               within=settings.batch_within_s):
+            started = time.perf_counter()
+            batch = [Inbound(e.message.key, e.message.value, e.message.topic,
+                             e.message.partition, e.message.offset) for e in events]
+            # No current event while reading: the store then looks the key up in every local
+            # partition instead of assuming the partition of whichever event came last.
+            _current_event.set(None)
+            result = processor.process(batch, now=time.time())
+            await publish(result, events)
+            service.metrics.batch_size.observe(len(batch))
+            service.metrics.batch_seconds.observe(time.perf_counter() - started)
+

@@ -1,0 +1,84 @@
+"""The Faust application factory.
+
+``create_app(settings)`` builds the app, binds the topics of :mod:`streams.topics` and the
+tables of :mod:`streams.tables`, registers the agents and the web pages. Nothing is built at
+import time, so tests and several workers in one process never share hidden state.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import TableT
+from prometheus_client import CollectorRegistry
+
+from streams import tables as table_specs
+from streams import topics as topic_specs
+from streams.observability import WorkerMetrics
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """A built app with its bound topics and tables."""
+
+    app: faust.App
+    settings: Settings
+    metrics: WorkerMetrics
+    topics: dict[str, faust.TopicT]
+    tables: dict[str, TableT]
+    processor: Any = None  # agents.processor.MetricsProcessor, set by register_agents
+
+
+def broker_urls(bootstrap_servers: str) -> list[str]:
+    return [f"kafka://{server.strip()}" for server in bootstrap_servers.split(",")
+            if server.strip()]
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Service:
+    """Build the Faust app for ``settings`` with every topic, table, agent and page."""
+    if not settings.bootstrap_servers:
+        raise ValueError("KAFKA_BOOTSTRAP_SERVERS is empty: name a Kafka cluster, or use "
+                         "`novacron run`, which starts a local broker")
+    app = faust.App(
+        settings.app_id,
+        broker=broker_urls(settings.bootstrap_servers),
+        store="rocksdb://",
+        datadir=settings.data_dir,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=max(1_048_576, 2 * settings.max_message_bytes),
+        autodiscover=False,
+        logging_config=None,
+    )
+    topics = {
+        spec.name: app.topic(settings.topic(spec.name), key_type=bytes, value_type=bytes,
+                             partitions=settings.partitions, key_serializer="raw",
+                             value_serializer="raw")
+        for spec in topic_specs.ALL_TOPICS
+    }
+    tables = {
+        spec.name: app.Table(spec.name, key_type=bytes, value_type=bytes,  # bytes: raw serde
+                             partitions=settings.partitions, help=spec.doc)
+        for spec in table_specs.ALL_TABLES
+    }
+    service = Service(app=app, settings=settings, metrics=WorkerMetrics(registry),
+                      topics=topics, tables=tables)
+    # Imported here: the agents module needs a built service to attach to.
+    from agents.metrics_agent import register_agents
+    from streams.web import register_pages
+
+    register_agents(service)
+    register_pages(service)
+    return service

@@ -1,0 +1,206 @@
+"""The ``novacron`` command line.
+
+Subcommands: ``run`` (everything, on a local broker), ``worker``, ``replay``, ``topics create``,
+``broker``, ``settings``. Bad arguments or settings give one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from aiokafka.errors import KafkaError
+
+from streams.broker import BrokerError
+from streams.settings import ConfigError, Settings, settings_markdown
+from streams.traces import DEFAULT_BITBRAINS_DIR, TraceError
+
+EXAMPLES = """\
+examples:
+  novacron run                          local broker + worker + live replay of real traces
+  novacron worker                       a worker against KAFKA_BOOTSTRAP_SERVERS
+  novacron replay --speedup 300         300 s of trace per second into vm.metrics
+  novacron replay --vms 4 --limit 500 --speedup 0   a quick burst, as fast as possible
+  novacron topics create                create the topics (NOVACRON_PARTITIONS partitions)
+  novacron broker                       just the local Kafka broker, until Ctrl-C
+  novacron settings --markdown          every setting and its environment variable
+"""
+
+
+class UsageError(Exception):
+    """Bad command-line usage: reported as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative, got {raw!r}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="novacron", description="NovaCron Stream: streaming anomaly "
+                     "detection, forecasting and scaling advice for VM fleets.",
+                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="start a local broker, a worker and a live replay",
+                         description="Start a local Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS "
+                         "is set), a worker and a replay of the Bitbrains traces, and show "
+                         "alerts and recommendations live until Ctrl-C; then stop it all.")
+    _replay_args(run, default_speedup=3600.0)
+    run.add_argument("--duration", type=_positive(float), default=0.0, metavar="S",
+                     help="stop by itself after S seconds (default: run until Ctrl-C)")
+
+    sub.add_parser("worker", help="run a worker (consumes vm.metrics, publishes results)",
+                   description="Run one worker process against KAFKA_BOOTSTRAP_SERVERS. Start "
+                   "more to share the partitions.")
+
+    replay = sub.add_parser("replay", help="publish real traces to vm.metrics",
+                            description="Publish the Bitbrains per-VM traces to vm.metrics, "
+                            "keyed by vm_id, as the hypervisor agents would.")
+    _replay_args(replay, default_speedup=300.0)
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    topics = sub.add_parser("topics", help="manage the service's topics")
+    topics_sub = topics.add_subparsers(dest="topics_command", metavar="ACTION",
+                                       parser_class=_Parser, required=True)
+    topics_sub.add_parser("create", help="create missing topics")
+
+    sub.add_parser("broker", help="run only the local Kafka broker, until Ctrl-C")
+
+    settings = sub.add_parser("settings", help="list the settings and their variables")
+    settings.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    return parser
+
+
+def _replay_args(p: argparse.ArgumentParser, default_speedup: float) -> None:
+    p.add_argument("--data", type=Path, default=DEFAULT_BITBRAINS_DIR,
+                   help=f"Bitbrains folder with <month>/<vm>.csv.gz (default: "
+                        f"{DEFAULT_BITBRAINS_DIR})")
+    p.add_argument("--vms", type=_positive(int), default=None, metavar="N",
+                   help="replay only the first N VMs")
+    p.add_argument("--limit", type=_positive(int), default=None, metavar="N",
+                   help="at most N samples per VM")
+    p.add_argument("--speedup", type=_positive(float), default=default_speedup, metavar="X",
+                   help=f"seconds of trace per wall second; 0 = as fast as possible "
+                        f"(default {default_speedup:g})")
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_worker(settings: Settings) -> int:
+    from streams.worker import run_worker
+
+    return run_worker(settings)
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.replay import replay_bitbrains
+
+    stats = asyncio.run(replay_bitbrains(settings, args.data, vms=args.vms,
+                                         per_vm_limit=args.limit, speedup=args.speedup,
+                                         progress=not args.no_progress))
+    print(f"replayed {stats.sent:,} events in {stats.elapsed_s:.1f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_topics(settings: Settings) -> int:
+    from streams.admin import ensure_topics
+
+    created = asyncio.run(ensure_topics(settings))
+    print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))
+    return 0
+
+
+def cmd_broker() -> int:
+    from streams.broker import LocalKafka
+
+    with LocalKafka() as kafka:
+        print(f"Kafka broker at {kafka.bootstrap_servers} (log: {kafka.log_path}); "
+              f"Ctrl-C stops it", flush=True)
+        try:
+            while kafka.process is not None and kafka.process.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        settings = Settings.from_env()
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"novacron: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "settings":
+        if args.markdown:
+            print(settings_markdown(), end="")
+        else:
+            from streams.settings import describe
+
+            for row in describe():
+                print(f"{row['env']:<32} {row['default']:<18} {row['doc']}")
+        return 0
+    _setup_logging(settings)
+    needs_cluster = args.command in {"worker", "replay", "topics"}
+    if needs_cluster and not settings.bootstrap_servers:
+        print("novacron: config error: KAFKA_BOOTSTRAP_SERVERS is not set (or use "
+              "`novacron run`, which starts a local broker)", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "worker":
+            return cmd_worker(settings)
+        if args.command == "replay":
+            return cmd_replay(settings, args)
+        if args.command == "topics":
+            return cmd_topics(settings)
+        if args.command == "broker":
+            return cmd_broker()
+        from streams.runner import run_all
+
+        return run_all(settings, args)
+    except TraceError as exc:
+        print(f"novacron: {exc}", file=sys.stderr)
+        return 2
+    except KafkaError as exc:
+        print(f"novacron: Kafka at {settings.bootstrap_servers or 'the local broker'}: {exc}",
+              file=sys.stderr)
+        return 1
+    except BrokerError as exc:
+        print(f"novacron: local broker: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

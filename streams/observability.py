@@ -1,0 +1,52 @@
+"""Prometheus metrics of a worker, on an injected registry.
+
+Tests build a fresh ``CollectorRegistry()``; the worker passes the one it serves at
+``/metrics``. No module-level metric objects: two workers in one process (or two tests) never
+share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class WorkerMetrics:
+    """The counters and histograms one worker updates."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events_in = Counter(
+            "novacron_events_in_total", "Messages read from an input topic.", ["topic"],
+            registry=r)
+        self.events_processed = Counter(
+            "novacron_events_processed_total", "Valid metric events processed.", registry=r)
+        self.events_deadlettered = Counter(
+            "novacron_events_deadlettered_total", "Messages sent to the dead-letter topic.",
+            ["reason"], registry=r)
+        self.events_rekeyed = Counter(
+            "novacron_events_rekeyed_total",
+            "Metric messages whose key was not their vm_id, re-published keyed by vm_id.",
+            registry=r)
+        self.records_published = Counter(
+            "novacron_records_published_total", "Records published to an output topic.",
+            ["topic"], registry=r)
+        self.state_load_failures = Counter(
+            "novacron_state_load_failures_total",
+            "Stored VM states refused (bad signature or format); the VM starts afresh.",
+            registry=r)
+        self.batch_size = Histogram(
+            "novacron_batch_events", "Events per processed batch.", buckets=_BATCH_BUCKETS,
+            registry=r)
+        self.batch_seconds = Histogram(
+            "novacron_batch_processing_seconds", "Time to process one batch, publishing "
+            "included.", buckets=_SECONDS_BUCKETS, registry=r)
+        self.cached_vms = Gauge(
+            "novacron_cached_vms", "VM states held decoded in the worker's memory.", registry=r)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,31 @@
+"""Run one worker process: create missing topics, then run the Faust app until signalled."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from streams.admin import ensure_topics
+from streams.app import create_app
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings) -> int:
+    """Block until SIGINT/SIGTERM; return the worker's exit code."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(ensure_topics(settings))
+    service = create_app(settings, registry=CollectorRegistry())
+    worker = faust.Worker(service.app, loglevel=settings.log_level.upper(), loop=loop)
+    log.info("worker %s on %s, web on http://%s:%d", settings.app_id,
+             settings.bootstrap_servers, settings.web_host, settings.web_port)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
