@@ -1,0 +1,71 @@
+"""Windowed features: checked against direct numpy computations on a real trace."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from schemas.records import METRIC_FIELDS, MetricEvent
+from streams.features import STATS, FeatureExtractor, calendar_features
+
+
+def test_sliding_window_matches_numpy_on_a_real_trace(vm1_events: list[MetricEvent]) -> None:
+    fx = FeatureExtractor(tumbling_window_s=300, sliding_window_s=3600)
+    for ev in vm1_events[:300]:
+        f = fx.update(ev.timestamp, ev.metrics())
+    last = vm1_events[299].timestamp
+    window = [e for e in vm1_events[:300] if e.timestamp > last - 3600]
+    t = np.array([e.timestamp for e in window])
+    for m in METRIC_FIELDS:
+        x = np.array([getattr(e, m) for e in window])
+        assert f[f"{m}.sliding.mean"] == pytest.approx(x.mean())
+        assert f[f"{m}.sliding.std"] == pytest.approx(x.std(), abs=1e-6)
+        assert f[f"{m}.sliding.min"] == x.min() and f[f"{m}.sliding.max"] == x.max()
+        assert f[f"{m}.sliding.last"] == x[-1]
+        assert f[f"{m}.sliding.slope_per_s"] == pytest.approx(np.polyfit(t, x, 1)[0],
+                                                              rel=1e-6, abs=1e-9)
+    assert f["window.sliding.count"] == len(window)
+
+
+def test_tumbling_window_reports_the_last_closed_bucket() -> None:
+    fx = FeatureExtractor(tumbling_window_s=100, sliding_window_s=1000)
+    for t in range(0, 100, 10):  # bucket [0, 100): 0..9
+        fx.update(float(t), {"cpu_pct": t / 10})
+    f = fx.update(105.0, {"cpu_pct": 50.0})  # opens [100, 200): [0, 100) closes
+    assert f["cpu_pct.tumbling.mean"] == pytest.approx(4.5)
+    assert f["cpu_pct.tumbling.max"] == 9.0 and f["cpu_pct.tumbling.last"] == 9.0
+    assert f["cpu_pct.tumbling.slope_per_s"] == pytest.approx(0.1)
+    assert f["cpu_pct.tumbling.std"] == pytest.approx(np.std(np.arange(10)))
+
+
+def test_late_events_leave_windows_unchanged() -> None:
+    fx = FeatureExtractor(tumbling_window_s=60, sliding_window_s=120)
+    for t in (0.0, 10.0, 20.0):
+        before = fx.update(t, {"cpu_pct": t})
+    after = fx.update(5.0, {"cpu_pct": 99.0})
+    assert fx.late_events_total == 1
+    assert {k: v for k, v in after.items() if "sliding" in k} == \
+        {k: v for k, v in before.items() if "sliding" in k}
+
+
+def test_step_is_the_median_interval_and_state_pickles() -> None:
+    fx = FeatureExtractor()
+    for t in (0, 300, 600, 900, 1500, 1800):
+        fx.update(float(t), {"cpu_pct": 1.0})
+    assert fx.step_s == 300.0
+    clone = pickle.loads(pickle.dumps(fx))
+    assert clone.update(2100.0, {"cpu_pct": 2.0}) == fx.update(2100.0, {"cpu_pct": 2.0})
+
+
+def test_every_metric_has_every_stat_and_calendar_features() -> None:
+    f = FeatureExtractor().update(0.0, {})
+    for m in METRIC_FIELDS:
+        for s in STATS:
+            assert f[f"{m}.sliding.{s}"] == 0.0
+            assert f"{m}.tumbling.{s}" in f
+    # 2013-07-01 00:00 UTC was a Monday
+    cal = calendar_features(1372636800.0 + 13 * 3600 + 60)
+    assert (cal["hour_of_day"], cal["day_of_week"]) == (13.0, 0.0)
+    assert cal["hour_sin"] ** 2 + cal["hour_cos"] ** 2 == pytest.approx(1.0)

@@ -1,0 +1,97 @@
+"""Settings from the environment, and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streams.cli import main
+from streams.settings import ConfigError, Settings, settings_markdown
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_and_overrides() -> None:
+    s = Settings.from_env({})
+    assert s.partitions == 8 and s.forecast_horizons_s == (300.0, 900.0, 3600.0)
+    s = Settings.from_env({"NOVACRON_FORECAST_HORIZONS_S": "3600, 300", "NOVACRON_PARTITIONS": "3",
+                           "KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2"})
+    assert s.forecast_horizons_s == (300.0, 3600.0)
+    assert (s.partitions, s.bootstrap_servers) == (3, "a:1,b:2")
+    assert s.topic("vm.metrics") == "vm.metrics"
+    assert Settings.from_env({}, topic_prefix="x.").topic("vm.alerts") == "x.vm.alerts"
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"NOVACRON_PARTITIONS": "many"}, "NOVACRON_PARTITIONS: expected an integer"),
+    ({"NOVACRON_PARTITIONS": "0"}, "NOVACRON_PARTITIONS: must be at least 1"),
+    ({"NOVACRON_ALERT_QUANTILE": "nan"}, "NOVACRON_ALERT_QUANTILE"),
+    ({"NOVACRON_FORECAST_HORIZONS_S": ","}, "NOVACRON_FORECAST_HORIZONS_S: expected comma"),
+    ({"NOVACRON_LOG_LEVEL": "loud"}, "NOVACRON_LOG_LEVEL"),
+    ({"NOVACRON_SCALE_DOWN_CPU_PCT": "90"}, "NOVACRON_SCALE_DOWN_CPU_PCT must be below"),
+])
+def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        s.partitions = 2  # type: ignore[misc]
+
+
+def test_docs_settings_md_is_generated_from_the_code() -> None:
+    assert (REPO / "docs" / "settings.md").read_text() == settings_markdown(), \
+        "docs/settings.md is stale: run `make docs`"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], cwd=REPO, text=True,
+                          capture_output=True, env={"PATH": "/usr/bin:/bin", **(env or {})},
+                          timeout=60, check=False)
+
+
+@pytest.mark.parametrize("args", [
+    ("replay", "--speedup", "fast"),
+    ("replay", "--vms", "-3"),
+    ("nonsense",),
+    ("topics",),
+])
+def test_bad_arguments_give_one_line_and_exit_2(args: tuple[str, ...]) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("novacron"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_config_gives_one_line_and_exit_2() -> None:
+    proc = run_cli("replay", env={"NOVACRON_PARTITIONS": "eight"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("novacron: config error: NOVACRON_PARTITIONS: expected an "
+                                   "integer, got 'eight'")
+
+
+def test_commands_that_need_a_cluster_say_so() -> None:
+    proc = run_cli("worker")
+    assert proc.returncode == 2
+    assert "KAFKA_BOOTSTRAP_SERVERS is not set" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_missing_trace_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    assert main(["replay", "--data", str(tmp_path / "nowhere"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("novacron: no Bitbrains files") and "\n" not in err
+
+
+def test_help_has_examples() -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    assert "examples:" in proc.stdout and "novacron run" in proc.stdout
