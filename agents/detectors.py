@@ -49,16 +49,20 @@ class VMAnomalyDetector:
     quantile
         A score above this running quantile of the VM's past scores is anomalous.
     warmup_events
-        No event is anomalous before this many have been learned.
+        Scores the threshold must have seen before any event can be anomalous. The trees
+        score everything 0 until their first reference window (``window_size`` events) is
+        full, so those scores are not counted.
     """
 
-    def __init__(self, *, n_trees: int = 5, height: int = 6, window_size: int = 100,
+    def __init__(self, *, n_trees: int = 5, height: int = 6, window_size: int = 50,
                  quantile: float = 0.995, warmup_events: int = 48, seed: int = 42) -> None:
         self.model = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(
             n_trees=n_trees, height=height, window_size=window_size, seed=seed)
         self.threshold = stats.Quantile(quantile)
         self.warmup_events = warmup_events
+        self.window_size = window_size
         self.n_learned = 0
+        self.n_scored = 0
         self.baseline: dict[str, stats.Var] = {}
 
     @staticmethod
@@ -72,8 +76,9 @@ class VMAnomalyDetector:
     def learn_one(self, x: Mapping[str, float]) -> None:
         """Learn one feature vector (and its score, for the threshold)."""
         xs = self._select(x)
-        if self.n_learned >= self.warmup_events // 2:
+        if self.n_learned >= self.window_size:
             self.threshold.update(float(self.model.score_one(xs)))
+            self.n_scored += 1
         self.model.learn_one(xs)
         for k, v in xs.items():
             self.baseline.setdefault(k, stats.Var()).update(v)
@@ -85,7 +90,7 @@ class VMAnomalyDetector:
         return float(value) if value is not None else 1.0
 
     def is_anomalous(self, score: float) -> bool:
-        return self.n_learned >= self.warmup_events and score > self.current_threshold
+        return self.n_scored >= self.warmup_events and score > self.current_threshold
 
     def explain(self, x: Mapping[str, float], top: int = 3) -> list[FeatureContribution]:
         """The ``top`` features furthest from the VM's baseline, in standard deviations."""
