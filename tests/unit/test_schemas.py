@@ -396,6 +396,10 @@ def test_metric_refused_only_by_hand_validator(payload: bytes, reason: str) -> N
     pytest.param(metric()[:-1], id="truncated"),
     pytest.param(b"", id="empty"),
     pytest.param(b'{"vm_id": NaN}', id="nan"),
+    pytest.param(metric().replace(b'"cpu_pct":', b'"cpu_pct":NaN,"x":'), id="nan-metric"),
+    pytest.param(b'{"cpu_pct": Infinity}', id="infinity"),
+    pytest.param(b'{"cpu_pct": -Infinity}', id="minus-infinity"),
+    pytest.param(b'{"cpu_pct": 1e400}', id="overflows-to-inf"),
     pytest.param(b"\xff\xfe{}", id="not-utf8"),
 ])
 def test_not_json_is_refused_before_any_schema(payload: bytes) -> None:
