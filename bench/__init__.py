@@ -1,0 +1,1 @@
+"""Offline benchmarks (NAB scoring and the side-by-side detector comparison)."""
