@@ -21,14 +21,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from agents.detectors import DETECTOR_NAME, VMAnomalyDetector, classify
+from agents.anomaly.classify import classify, is_flatline
+from agents.anomaly.incidents import IncidentTracker, severity
+from agents.anomaly.vm import VMDetector
 from agents.forecasters import FORECASTER_NAME, MetricForecaster
 from agents.recommender import ScalingRule
 from schemas.records import Alert, Forecast, HorizonForecast, MetricEvent, Recommendation
 from streams.features import FeatureExtractor
 
 FORECAST_METRICS: tuple[str, ...] = ("net_rx_bytes_per_s", "net_tx_bytes_per_s")
-_RESOLVE_AFTER_NORMAL_EVENTS = 3
+DETECTOR_NAME = "novacron-evidence-v1"
 
 
 @dataclass(frozen=True)
@@ -39,21 +41,11 @@ class PipelineConfig:
     sliding_window_s: float = 900.0
     forecast_horizons_s: tuple[float, ...] = (300.0, 900.0, 3600.0)
     forecast_interval_s: float = 300.0
-    alert_quantile: float = 0.995
-    warmup_events: int = 48
+    alert_threshold: float = 0.4
+    resolve_after_events: int = 3
     scale_up_cpu_pct: float = 80.0
     scale_down_cpu_pct: float = 10.0
     scale_up_memory_pct: float = 90.0
-
-
-@dataclass
-class Incident:
-    incident_id: str
-    anomaly_class: str
-    started_at: float
-    severity: str
-    normal_streak: int = 0
-    peak_score: float = 0.0
 
 
 @dataclass
@@ -61,13 +53,13 @@ class VMState:
     """Everything learned about one VM; stored, signed, in the ``vm-state`` table."""
 
     features: FeatureExtractor
-    detector: VMAnomalyDetector
+    detector: VMDetector
+    incidents: IncidentTracker
     forecasters: dict[str, MetricForecaster]
     scaling: ScalingRule
     host_id: str = ""
     events_total: int = 0
     last_forecast_at: float = -math.inf
-    incident: Incident | None = None
 
 
 @dataclass
@@ -80,7 +72,8 @@ class Outputs:
 def new_state(cfg: PipelineConfig) -> VMState:
     return VMState(
         features=FeatureExtractor(cfg.tumbling_window_s, cfg.sliding_window_s),
-        detector=VMAnomalyDetector(quantile=cfg.alert_quantile, warmup_events=cfg.warmup_events),
+        detector=VMDetector(),
+        incidents=IncidentTracker(resolve_after=cfg.resolve_after_events),
         forecasters={m: MetricForecaster() for m in FORECAST_METRICS},
         scaling=ScalingRule(scale_up_cpu_pct=cfg.scale_up_cpu_pct,
                             scale_down_cpu_pct=cfg.scale_down_cpu_pct,
@@ -88,57 +81,35 @@ def new_state(cfg: PipelineConfig) -> VMState:
     )
 
 
-def incident_id(vm_id: str, anomaly_class: str, started_at: float) -> str:
-    """Deterministic: reprocessing the same events opens the same incident, not a new one."""
-    return f"{vm_id}/{anomaly_class}/{int(started_at)}"
-
-
-def _severity(score: float, threshold: float, breadth: int) -> str:
-    margin = (score - threshold) / max(1e-9, 1.0 - threshold)
-    level = int(margin > 0.25) + int(margin > 0.5) + int(breadth >= 3)
-    return ("low", "medium", "high", "critical")[level]
-
-
-def _detect(state: VMState, ev: MetricEvent, x: dict[str, float], out: Outputs) -> None:
+def _detect(state: VMState, ev: MetricEvent, x: dict[str, float], cfg: PipelineConfig,
+            out: Outputs) -> None:
     det = state.detector
-    score = det.score_one(x)
-    anomalous = det.is_anomalous(score)
-    threshold = det.current_threshold
-    inc = state.incident
-    if anomalous:
-        contributions = det.explain(x)
-        breadth = len({c.name.split(".")[0] for c in det.explain(x, top=6) if abs(c.zscore) > 3})
-        severity = _severity(score, threshold, breadth)
-        if inc is None:
-            cls = classify(contributions, x)
-            inc = state.incident = Incident(incident_id(ev.vm_id, cls, ev.timestamp), cls,
-                                            ev.timestamp, severity, peak_score=score)
-            status = "open"
-        else:
-            inc.normal_streak = 0
-            inc.peak_score = max(inc.peak_score, score)
-            if severity == inc.severity:
-                det.learn_one(x)
-                return
-            inc.severity, status = severity, "update"
-        out.alerts.append(Alert(
-            incident_id=inc.incident_id, vm_id=ev.vm_id, host_id=ev.host_id,
-            timestamp=ev.timestamp, status=status, anomaly_class=inc.anomaly_class,  # type: ignore[arg-type]
-            severity=severity, confidence=round(min(1.0, 0.5 + (score - threshold)), 3),  # type: ignore[arg-type]
-            score=round(score, 4), threshold=round(threshold, 4), started_at=inc.started_at,
-            features=contributions, detector=DETECTOR_NAME))
-    elif inc is not None:
-        inc.normal_streak += 1
-        if inc.normal_streak >= _RESOLVE_AFTER_NORMAL_EVENTS:
-            out.alerts.append(Alert(
-                incident_id=inc.incident_id, vm_id=ev.vm_id, host_id=ev.host_id,
-                timestamp=ev.timestamp, status="resolved",
-                anomaly_class=inc.anomaly_class,  # type: ignore[arg-type]
-                severity=inc.severity,  # type: ignore[arg-type]
-                confidence=1.0, score=round(score, 4), threshold=round(threshold, 4),
-                started_at=inc.started_at, features=[], detector=DETECTOR_NAME))
-            state.incident = None
-    det.learn_one(x)
+    values = ev.metrics()
+    verdict = det.score_one(ev.timestamp, values)
+    det.learn_one(ev.timestamp, values)
+    threshold = cfg.alert_threshold
+    flat = is_flatline(x) and det.ready
+    anomalous = verdict.score >= threshold or flat
+    tracker = state.incidents
+    margin = max(0.0, (verdict.score - threshold) / (1.0 - threshold))
+    breadth = len({m for (m, _), z in verdict.evidence.items()
+                   if m != "*" and z / (z + 10.0) >= threshold})
+    steps = tracker.open.steps + 1 if tracker.open is not None else 1
+    level = severity(margin, breadth, steps) if anomalous else ""
+    cls = classify(verdict, x) if anomalous and tracker.open is None else ""
+    change = tracker.observe(ev.vm_id, ev.timestamp, anomalous, cls, level, verdict.score)
+    if change is None:
+        return
+    inc = change.incident
+    resolved = change.status == "resolved"
+    out.alerts.append(Alert(
+        incident_id=inc.incident_id, vm_id=ev.vm_id, host_id=ev.host_id,
+        timestamp=ev.timestamp, status=change.status,  # type: ignore[arg-type]
+        anomaly_class=inc.anomaly_class,  # type: ignore[arg-type]
+        severity=inc.severity,  # type: ignore[arg-type]
+        confidence=1.0 if resolved else round(0.5 + 0.5 * min(margin, 1.0), 3),
+        score=round(verdict.score, 4), threshold=threshold, started_at=inc.started_at,
+        features=[] if resolved else det.explain(values), detector=DETECTOR_NAME))
 
 
 def _forecast(state: VMState, ev: MetricEvent, cfg: PipelineConfig, out: Outputs) -> None:
@@ -173,7 +144,7 @@ def process_event(state: VMState, ev: MetricEvent, cfg: PipelineConfig) -> Outpu
     x = state.features.update(ev.timestamp, ev.metrics())
     if state.features.late_events_total != late_before:
         return out  # late or replayed sample: counted, not learned twice
-    _detect(state, ev, x, out)
+    _detect(state, ev, x, cfg, out)
     _forecast(state, ev, cfg, out)
     rec = state.scaling.recommend(ev, x)
     if rec is not None:

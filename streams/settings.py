@@ -83,13 +83,14 @@ class Settings:
     forecast_interval_s: float = _setting(
         "NOVACRON_FORECAST_INTERVAL_S", 300.0,
         "Least event time between two forecasts published for one VM.", minimum=0)
-    alert_quantile: float = _setting(
-        "NOVACRON_ALERT_QUANTILE", 0.995,
-        "Quantile of a VM's own past anomaly scores above which an event is anomalous.",
-        minimum=0.5)
-    warmup_events: int = _setting(
-        "NOVACRON_WARMUP_EVENTS", 48,
-        "Events a VM must have been seen for before it can raise an alert.", minimum=1)
+    alert_threshold: float = _setting(
+        "NOVACRON_ALERT_THRESHOLD", 0.4,
+        "Anomaly score (0..1) at or above which a VM sample is anomalous. The default is near "
+        "the threshold that maximizes NAB's standard profile in bench/nab.py; raise it for "
+        "fewer, surer alerts.", minimum=0)
+    resolve_after_events: int = _setting(
+        "NOVACRON_RESOLVE_AFTER_EVENTS", 3,
+        "Normal samples in a row after which an open incident resolves.", minimum=1)
     scale_up_cpu_pct: float = _setting(
         "NOVACRON_SCALE_UP_CPU_PCT", 80.0,
         "Sliding mean cpu above which a VM is recommended to scale up.", minimum=0)
@@ -119,8 +120,8 @@ class Settings:
         if self.scale_down_cpu_pct >= self.scale_up_cpu_pct:
             raise ConfigError("NOVACRON_SCALE_DOWN_CPU_PCT must be below "
                               "NOVACRON_SCALE_UP_CPU_PCT")
-        if self.alert_quantile >= 1:
-            raise ConfigError("NOVACRON_ALERT_QUANTILE: expected a number below 1")
+        if self.alert_threshold >= 1:
+            raise ConfigError("NOVACRON_ALERT_THRESHOLD: expected a number below 1")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

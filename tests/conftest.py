@@ -33,8 +33,8 @@ def vm1_events(bitbrains_dir: Path) -> list[MetricEvent]:
 
 @pytest.fixture(scope="session")
 def fleet_slice(bitbrains_dir: Path) -> list[dict[str, Any]]:
-    """4 VMs x 200 samples, merged in time order, as vm.metrics messages."""
-    return list(read_fleet(bitbrains_dir, vms=4, per_vm_limit=200))
+    """4 VMs x 400 samples (~33 h), merged in time order, as vm.metrics messages."""
+    return list(read_fleet(bitbrains_dir, vms=4, per_vm_limit=400))
 
 
 @pytest.fixture

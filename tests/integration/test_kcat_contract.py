@@ -43,7 +43,7 @@ def test_kcat_producer_and_consumers_speak_the_schemas(
         kcat_path: str, cluster_settings: Callable[..., Settings],
         worker_factory: Callable[[Settings], WorkerProcess],
         fleet_slice: list[dict[str, Any]]) -> None:
-    settings = cluster_settings(partitions=4, warmup_events=24)
+    settings = cluster_settings(partitions=4)
     worker = worker_factory(settings)
     boot = settings.bootstrap_servers
     messages = [m for m in fleet_slice if m["vm_id"] in ("vm-001", "vm-002")]

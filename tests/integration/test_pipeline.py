@@ -45,10 +45,10 @@ def with_injected_anomalies(messages: list[dict[str, Any]]) -> list[dict[str, An
         msg = dict(msg)
         seen[msg["vm_id"]] += 1
         i = seen[msg["vm_id"]]
-        if msg["vm_id"] == "vm-001" and 150 <= i < 156:
+        if msg["vm_id"] == "vm-001" and 340 <= i < 346:
             msg["cpu_pct"] = 100.0
             msg["net_rx_bytes_per_s"] = msg["net_rx_bytes_per_s"] * 50 + 5e7
-        if msg["vm_id"] == "vm-002" and i >= 120:
+        if msg["vm_id"] == "vm-002" and i >= 250:
             msg["cpu_pct"] = 97.0
         out.append(msg)
     return out
@@ -106,7 +106,7 @@ def test_real_traces_flow_to_every_output_topic(
     alerts = read("vm.alerts")
     validate_all("vm.alerts", alerts)
     spike = [a for a in alerts if a["vm_id"] == "vm-001" and a["status"] == "open"
-             and 150 <= _index_of(good, "vm-001", a["timestamp"]) < 160]
+             and 340 <= _index_of(good, "vm-001", a["timestamp"]) < 350]
     assert spike, f"no incident opened on the injected spike; alerts: {alerts[:5]}"
     assert spike[0]["anomaly_class"] in {"cpu_spike", "network_saturation"}
     assert spike[0]["features"], "an alert must say which features explain it"

@@ -11,7 +11,8 @@ import pytest
 from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 
-from agents.pipeline import PipelineConfig, incident_id, new_state, process_event
+from agents.anomaly.incidents import incident_id
+from agents.pipeline import PipelineConfig, new_state, process_event
 from agents.processor import Inbound, MetricsProcessor
 from schemas.records import MetricEvent, to_json
 from schemas.registry import schema_for
@@ -22,7 +23,7 @@ NOW = 1.9e9
 
 
 def make_processor(store: dict[bytes, bytes]) -> MetricsProcessor:
-    return MetricsProcessor(PipelineConfig(warmup_events=24), StateCodec(b"k"),
+    return MetricsProcessor(PipelineConfig(), StateCodec(b"k"),
                             load_state=store.get, metrics=WorkerMetrics(CollectorRegistry()))
 
 
@@ -104,9 +105,9 @@ def test_tampered_state_is_refused_and_the_vm_starts_afresh(
 
 def test_incident_ids_are_deterministic(fleet_slice: list[dict[str, Any]]) -> None:
     """Reprocessing the same events opens the same incidents with the same ids."""
-    cfg = PipelineConfig(warmup_events=24)
+    cfg = PipelineConfig()
     events = [MetricEvent.from_dict(m) for m in fleet_slice if m["vm_id"] == "vm-001"]
-    events[120:125] = [dataclasses.replace(e, cpu_pct=100.0) for e in events[120:125]]
+    events[320:325] = [dataclasses.replace(e, cpu_pct=100.0) for e in events[320:325]]
     runs = []
     for _ in range(2):
         state = new_state(cfg)
@@ -114,7 +115,7 @@ def test_incident_ids_are_deterministic(fleet_slice: list[dict[str, Any]]) -> No
     assert runs[0] == runs[1]
     opened = [a for a in runs[0] if a.status == "open"]
     assert opened, "the injected spike opened no incident"
-    spike = [a for a in opened if events[120].timestamp <= a.timestamp <= events[124].timestamp]
+    spike = [a for a in opened if events[320].timestamp <= a.timestamp <= events[324].timestamp]
     assert spike and spike[0].incident_id == incident_id("vm-001", spike[0].anomaly_class,
                                                          spike[0].started_at)
     assert len({a.incident_id for a in opened}) == len(opened)

@@ -28,7 +28,8 @@ def test_defaults_and_overrides() -> None:
 @pytest.mark.parametrize(("env", "message"), [
     ({"NOVACRON_PARTITIONS": "many"}, "NOVACRON_PARTITIONS: expected an integer"),
     ({"NOVACRON_PARTITIONS": "0"}, "NOVACRON_PARTITIONS: must be at least 1"),
-    ({"NOVACRON_ALERT_QUANTILE": "nan"}, "NOVACRON_ALERT_QUANTILE"),
+    ({"NOVACRON_ALERT_THRESHOLD": "nan"}, "NOVACRON_ALERT_THRESHOLD"),
+    ({"NOVACRON_ALERT_THRESHOLD": "1.5"}, "NOVACRON_ALERT_THRESHOLD: expected a number below 1"),
     ({"NOVACRON_FORECAST_HORIZONS_S": ","}, "NOVACRON_FORECAST_HORIZONS_S: expected comma"),
     ({"NOVACRON_LOG_LEVEL": "loud"}, "NOVACRON_LOG_LEVEL"),
     ({"NOVACRON_SCALE_DOWN_CPU_PCT": "90"}, "NOVACRON_SCALE_DOWN_CPU_PCT must be below"),

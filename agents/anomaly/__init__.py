@@ -1,0 +1,1 @@
+"""Online anomaly detection: univariate series detectors and the per-VM detector."""
