@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -62,14 +63,25 @@ Scores = dict[str, FloatArray]
 # --------------------------------------------------------------------------- detectors
 
 
-def run_ours(corpus: Corpus) -> Scores:
-    """The service's per-VM detector (``agents.anomaly.vm.VMDetector``) with one metric."""
-    from agents.anomaly.vm import score_series_vm
+#: Pickled size of our detector at the end of each file (its whole learned state), in bytes.
+OURS_STATE_BYTES: dict[str, int] = {}
 
-    return {
-        s.key: np.asarray(score_series_vm(s.timestamps.tolist(), s.values.tolist()), dtype=float)
-        for s in corpus.series
-    }
+
+def run_ours(corpus: Corpus) -> Scores:
+    """The service's per-VM detector (``agents.anomaly.vm.VMDetector``) with one metric,
+    exactly as ``agents.anomaly.vm.score_series_vm`` runs it; also records its state size."""
+    from agents.anomaly.vm import VMDetector
+
+    scores: Scores = {}
+    for s in corpus.series:
+        det = VMDetector(metrics=("value",))
+        out = np.zeros(len(s))
+        for i, (t, v) in enumerate(zip(s.timestamps.tolist(), s.values.tolist(), strict=True)):
+            out[i] = det.score_one(t, {"value": v}).score
+            det.learn_one(t, {"value": v})
+        scores[s.key] = out
+        OURS_STATE_BYTES[s.key] = len(pickle.dumps(det))
+    return scores
 
 
 def run_river_hst(corpus: Corpus) -> Scores:
@@ -214,6 +226,7 @@ def details(
             for p, prof in corpus.profiles.items()
         },
         "seconds_total": round(total_seconds, 2),
+        "ours_state_bytes_max": max(OURS_STATE_BYTES.values(), default=None),
         "detectors": {
             name: {
                 "source": sources[name],

@@ -110,8 +110,8 @@ def test_forecaster_tracks_a_trend() -> None:
 
 
 def test_vm_state_stays_within_budget_and_bounded(vm1_events: list[MetricEvent]) -> None:
-    """All of a VM's learners together, signed and compressed, stay under 64 KB and stop
-    growing once the windows are full."""
+    """All of a VM's learners together stay under 64 KB (pickled, and as stored: signed and
+    compressed) and stop growing once the windows are full."""
     cfg = PipelineConfig()
     state = new_state(cfg)
     codec = StateCodec(b"k")
@@ -122,7 +122,7 @@ def test_vm_state_stays_within_budget_and_bounded(vm1_events: list[MetricEvent])
             sizes.append(len(codec.dumps(state)))
     assert max(sizes) < STATE_BUDGET_BYTES, sizes
     raw = len(pickle.dumps(state))
-    assert raw < 2 * STATE_BUDGET_BYTES, raw
+    assert raw < STATE_BUDGET_BYTES, f"uncompressed state of {raw} bytes"
     assert sizes[-1] < 1.15 * sizes[2], f"state keeps growing: {sizes}"
 
 
