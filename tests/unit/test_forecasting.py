@@ -1,0 +1,105 @@
+"""The series forecaster: selection, intervals, state, and recovery after a regime change."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from pathlib import Path
+
+import pytest
+
+from agents.forecasting import SeriesForecaster
+from agents.forecasting.candidates import CANDIDATES
+from streams.traces import bitbrains_files, read_vm
+
+SPLICE = 864  # three days of 5-minute samples
+
+
+def spliced(bitbrains_dir: Path, metric: str) -> tuple[list[float], list[float], list[float]]:
+    """VM 2's first three days, then VM 9 from the same point on: a regime change in a real
+    trace. Returns (timestamps, spliced values, VM 9's own values)."""
+    files = bitbrains_files(bitbrains_dir)
+    a = list(read_vm(files[2], 2, limit=1800))
+    b = list(read_vm(files[9], 9, limit=1800))
+    n = min(len(a), len(b))
+    t = [x["timestamp"] for x in a[:n]]
+    other = [x[metric] for x in b[:n]]
+    return t, [x[metric] for x in a[:SPLICE]] + other[SPLICE:n], other
+
+
+def one_step_errors(t: list[float], y: list[float]) -> tuple[list[tuple[float, float]], list[int]]:
+    """(|error|, |actual|) of 5-minute-ahead forecasts per sample, and the drift indices."""
+    fc = SeriesForecaster()
+    errors: list[tuple[float, float]] = [(0.0, 0.0)]
+    drifts = []
+    prev = 0.0
+    for i, (ti, yi) in enumerate(zip(t, y, strict=True)):
+        if i:
+            errors.append((abs(prev - yi), abs(yi)))
+        fc.learn_one(ti, yi)
+        if fc.drift_detected:
+            drifts.append(i)
+        prev = fc.forecast_at(ti, [300.0])[0][0]
+    return errors, drifts
+
+
+def wape(errors: list[tuple[float, float]], lo: int, hi: int) -> float:
+    window = errors[lo:hi]
+    return sum(e for e, _ in window) / max(sum(a for _, a in window), 1e-12)
+
+
+@pytest.mark.parametrize("metric", ["cpu_pct", "net_rx_bytes_per_s", "memory_used_bytes"])
+def test_error_returns_to_its_level_within_a_day_after_a_regime_change(
+        bitbrains_dir: Path, metric: str) -> None:
+    t, y, other = spliced(bitbrains_dir, metric)
+    errors, drifts = one_step_errors(t, y)
+    # A forecaster that saw the new regime all along, scored over the same window.
+    reference, _ = one_step_errors(t, other)
+    day = 288
+    after = wape(errors, SPLICE + day // 2, SPLICE + day)
+    settled = wape(reference, SPLICE + day // 2, SPLICE + day)
+    assert after <= 1.25 * settled, (after, settled)
+    assert any(SPLICE <= i < SPLICE + 72 for i in drifts), f"no drift flagged: {drifts}"
+
+
+def test_selection_prefers_the_daily_profile_on_a_daily_series() -> None:
+    fc = SeriesForecaster()
+    for i in range(288 * 6):
+        fc.learn_one(300.0 * i, 100 + 50 * math.sin(2 * math.pi * i / 288))
+    assert fc.chosen_name(2) == "daily"  # 60 minutes ahead
+
+
+def test_intervals_are_ordered_and_never_negative(bitbrains_dir: Path) -> None:
+    files = bitbrains_files(bitbrains_dir)
+    fc = SeriesForecaster()
+    for s in read_vm(files[1], 1, limit=600):
+        fc.learn_one(s["timestamp"], s["disk_read_bytes_per_s"])
+        for point, (lo80, hi80, lo90, hi90) in fc.forecast_at(s["timestamp"]):
+            assert 0.0 <= lo90 <= lo80 <= point <= hi80 <= hi90
+
+
+def test_pickle_round_trip_and_bounded_state(bitbrains_dir: Path) -> None:
+    files = bitbrains_files(bitbrains_dir)
+    samples = list(read_vm(files[1], 1, limit=1500))
+    fc = SeriesForecaster()
+    sizes = []
+    for i, s in enumerate(samples[:1000]):
+        fc.learn_one(s["timestamp"], s["net_tx_bytes_per_s"])
+        if i % 200 == 199:
+            sizes.append(len(pickle.dumps(fc)))
+    clone = pickle.loads(pickle.dumps(fc))
+    for s in samples[1000:]:
+        for f in (fc, clone):
+            f.learn_one(s["timestamp"], s["net_tx_bytes_per_s"])
+        assert clone.forecast_at(s["timestamp"]) == fc.forecast_at(s["timestamp"])
+    assert max(sizes) < 8 * 1024 and sizes[-1] <= 1.1 * sizes[1], sizes
+    assert len(CANDIDATES) == len(set(CANDIDATES))
+
+
+def test_a_ten_second_stream_keeps_the_same_small_state() -> None:
+    """State does not grow with the reporting rate: forecasts are remembered on a time grid."""
+    fc = SeriesForecaster()
+    for i in range(6 * 360 * 3):  # three hours at one sample per 10 s
+        fc.learn_one(10.0 * i, 5.0 + (i % 7))
+    assert len(fc.pending) <= 14
+    assert len(pickle.dumps(fc)) < 8 * 1024
