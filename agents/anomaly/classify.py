@@ -1,14 +1,28 @@
 """Name an anomaly: which class of trouble a VM's verdict and features point to.
 
-Rules on what the detector found (the metric and kind of evidence that won, and its direction)
-and on the VM's windowed features. ``bench/anomaly_classes.py`` measures them on real traces
-with injected anomalies of each class.
+Rules on what the detector found (the metric and kind of evidence that won, and the side it
+points to) and on the VM's windowed features, in this order:
+
+1. ``flatline`` (a stuck or dead agent): the winning evidence is ``stuck`` (every metric has
+   repeated its last value exactly for longer than the VM's own repeats make likely, see
+   :class:`~agents.anomaly.vm.StuckRun`), or most metrics are perfectly flat over a sliding
+   window of enough samples (:func:`is_flatline`; needs a short reporting interval);
+2. ``cpu_spike``: CPU, up;
+3. ``memory_leak``: memory, up (sustained growth wins as ``trend`` evidence; a jump as
+   ``extreme`` or ``level``);
+4. ``io_bottleneck``: disk read or write throughput, either way (a flood or a stall);
+5. ``network_saturation``: network receive or transmit, up;
+6. ``unknown``: anything else (CPU, memory or network falling).
+
+``bench/anomaly_classes.py`` measures them on real traces with injected anomalies of each class.
 
 >>> from agents.anomaly.vm import Verdict
 >>> classify(Verdict(0.6, "cpu_pct", "extreme", 1.0), {})
 'cpu_spike'
 >>> classify(Verdict(0.6, "disk_write_bytes_per_s", "shift", -1.0), {})
 'io_bottleneck'
+>>> classify(Verdict(0.5, "memory_used_bytes", "stuck", 1.0), {})
+'flatline'
 """
 
 from __future__ import annotations
@@ -37,7 +51,7 @@ def is_flatline(features: Mapping[str, float]) -> bool:
 
 def classify(verdict: Verdict, features: Mapping[str, float]) -> str:
     """One of :data:`CLASSES` for an anomalous verdict."""
-    if is_flatline(features):
+    if verdict.kind == "stuck" or is_flatline(features):
         return "flatline"
     metric, up = verdict.metric, verdict.direction > 0
     if metric == "cpu_pct" and up:

@@ -10,6 +10,16 @@
 - ``level``: how far a fast moving average has moved from a slow one, in units of the
   series' spread;
 
+and, when asked for (``trend=True``; the per-VM detector asks for it on memory, where sustained
+growth means a leak),
+
+- ``trend``: sustained growth: the recent mean step (an exponentially weighted mean of the
+  increments, each clipped to the typical increment so that a jump counts as one step, not as
+  a trend) in standard errors (how far that mean strays when steps of the typical size are
+  independent); upward only. A slow ramp sets no new extreme by much and moves the level no
+  faster than the daily rhythm does, but its steps lean one way for hours, which steps
+  seldom do;
+
 turns each into a z-score with :class:`~agents.anomaly.stats.Likelihood` (how unusual the
 evidence is given its own history, so that every series and every kind lands on one scale) and
 reports the strongest, weighted (:data:`WEIGHTS`), squashed onto [0, 1). A new range extreme is
@@ -35,8 +45,11 @@ import math
 from agents.anomaly.stats import EWStats, Likelihood
 
 #: Weight of each kind of evidence in the score (the strongest weighted z-score wins).
-WEIGHTS: dict[str, float] = {"extreme": 3.0, "shift": 1.0, "level": 1.0}
-EVIDENCE: tuple[str, ...] = tuple(WEIGHTS)
+WEIGHTS: dict[str, float] = {"extreme": 3.0, "shift": 1.0, "level": 1.0, "trend": 1.0}
+#: The kinds every series measures; ``trend`` only when asked for.
+EVIDENCE: tuple[str, ...] = ("extreme", "shift", "level")
+TREND_HALFLIFE = 36.0
+TREND_CLIP = 1.0
 _DAY_S = 86400.0
 _SLOTS = 48
 _PREDICTORS = ("last", "fast", "daily")
@@ -57,10 +70,16 @@ class SeriesDetector:
         before any score above 0 is reported.
     range_halflife
         Half-life, in steps, of the running max and min's pull back towards the mean.
+    trend
+        Also measure ``trend`` evidence (sustained growth).
     """
 
-    def __init__(self, warmup: int = 120, range_halflife: float = 10000.0) -> None:
+    def __init__(self, warmup: int = 120, range_halflife: float = 10000.0,
+                 trend: bool = False) -> None:
         self.warmup = warmup
+        self.kinds: tuple[str, ...] = (*EVIDENCE, "trend") if trend else EVIDENCE
+        self.steps = EWStats(TREND_HALFLIFE) if trend else None
+        self.step_size = EWStats(400) if trend else None
         self.n = 0
         self.last: float | None = None
         self.fast = EWStats(4)
@@ -71,9 +90,10 @@ class SeriesDetector:
         self.high: float | None = None
         self.low: float | None = None
         self.range_pull = 1.0 - 0.5 ** (1.0 / range_halflife)
-        self.likelihoods = {k: Likelihood() for k in EVIDENCE}
-        self.last_evidence: dict[str, float] = dict.fromkeys(EVIDENCE, 0.0)
+        self.likelihoods = {k: Likelihood() for k in self.kinds}
+        self.last_evidence: dict[str, float] = dict.fromkeys(self.kinds, 0.0)
         self.direction = 0.0
+        self.directions: dict[str, float] = {}
         self._pending: tuple[dict[str, float], float] | None = None
 
     # -- evidence --------------------------------------------------------------------------
@@ -110,7 +130,25 @@ class SeriesDetector:
         level = abs(0.25 * value + 0.75 * self.fast.mean - self.slow.mean) / scale
         raw = {"extreme": math.log1p(10.0 * extreme), "shift": math.log1p(shift),
                "level": math.log1p(level)}
+        if self.steps is not None:
+            a = self.steps.alpha  # in standard errors of an EW mean of independent steps
+            stderr = self._typical_step() * math.sqrt(a / (2.0 - a))
+            raw["trend"] = math.log1p(max(0.0, self._mean_step(value)) / stderr)
         return raw, residual
+
+    def _typical_step(self) -> float:
+        assert self.step_size is not None
+        return max(self.step_size.mean, 1e-3 * abs(self.slow.mean), 1e-9)
+
+    def _mean_step(self, value: float) -> float:
+        """The trend's EW mean step with ``value`` as the newest (clipped) increment."""
+        assert self.steps is not None
+        if self.last is None:
+            return self.steps.mean
+        limit = TREND_CLIP * self._typical_step()
+        step = min(max(value - self.last, -limit), limit)
+        a = max(self.steps.alpha, 1.0 / (self.steps.n + 1))
+        return self.steps.mean + a * (step - self.steps.mean)
 
     @property
     def ready(self) -> bool:
@@ -121,13 +159,22 @@ class SeriesDetector:
     def score_one(self, timestamp: float, value: float) -> float:
         """Anomaly score of ``value`` in [0, 1), before learning it.
 
-        Also sets ``last_evidence`` (the z-score of each kind) and ``direction`` (+1 above
-        the expected value, -1 below).
+        Also sets ``last_evidence`` (the z-score of each kind), ``direction`` (+1 above
+        the slow mean, -1 below) and ``directions``, the side each kind of evidence points to
+        (``extreme``: the value against the slow mean; ``shift``: the recent bias of the
+        predictor; ``level``: the fast average against the slow one; ``trend``: up).
         """
-        raw, _residual = self._pending = self.evidence(timestamp, value)
+        raw, residual = self._pending = self.evidence(timestamp, value)
         self.direction = math.copysign(1.0, value - self.slow.mean) if self.n else 0.0
+        a = self.residual.alpha
+        self.directions = {
+            "extreme": self.direction,
+            "shift": math.copysign(1.0, self.residual.mean + a * (residual - self.residual.mean)),
+            "level": math.copysign(1.0, 0.25 * value + 0.75 * self.fast.mean - self.slow.mean),
+            "trend": 1.0,
+        } if self.n else {}
         if not self.ready:
-            self.last_evidence = dict.fromkeys(EVIDENCE, 0.0)
+            self.last_evidence = dict.fromkeys(self.kinds, 0.0)
             return 0.0
         self.last_evidence = {k: self.likelihoods[k].score_one(v) for k, v in raw.items()}
         return squash(max(WEIGHTS[k] * z for k, z in self.last_evidence.items()))
@@ -143,6 +190,10 @@ class SeriesDetector:
             self.errors[k].update(abs(value - p))
         if self.n:
             self.residual.update(residual)
+        if self.steps is not None and self.step_size is not None and self.last is not None:
+            limit = TREND_CLIP * self._typical_step()
+            self.steps.update(min(max(value - self.last, -limit), limit))
+            self.step_size.update(abs(value - self.last))
         slot = int((timestamp % _DAY_S) / _DAY_S * _SLOTS)
         old = self.profile[slot]
         self.profile[slot] = value if old is None else old + 0.1 * (value - old)
@@ -156,3 +207,10 @@ class SeriesDetector:
         self.last = value
         self.n += 1
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # Detectors pickled before ``trend`` existed load without it.
+        self.__dict__.update(state)
+        self.__dict__.setdefault("kinds", EVIDENCE)
+        self.__dict__.setdefault("steps", None)
+        self.__dict__.setdefault("step_size", None)
+        self.__dict__.setdefault("directions", {})

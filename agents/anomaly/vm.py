@@ -5,8 +5,10 @@ Each metric has its own :class:`~agents.anomaly.series.SeriesDetector`. River's
 ``HalfSpaceTrees`` score the VM's metrics together (each standardized by its own running
 mean and spread), which catches combinations no single metric shows; their score becomes a
 z-score through its own :class:`~agents.anomaly.stats.Likelihood`, like every other kind of
-evidence. The VM's score is the strongest weighted z-score over metrics and kinds, squashed
-onto [0, 1). NAB's univariate benchmark runs this same class with one metric.
+evidence. With two metrics or more, a fifth kind, ``stuck``, watches for a stuck agent: a run of
+samples in which every metric repeats its previous value exactly (:class:`StuckRun`). The VM's
+score is the strongest weighted z-score over metrics and kinds, squashed onto [0, 1). NAB's
+univariate benchmark runs this same class with one metric (no ``stuck`` evidence).
 
 >>> import random
 >>> rng = random.Random(3)
@@ -25,15 +27,61 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 from river import anomaly
 
 from agents.anomaly.series import WEIGHTS, SeriesDetector, squash
-from agents.anomaly.stats import Likelihood
+from agents.anomaly.stats import EWStats, Likelihood
 from schemas.records import METRIC_FIELDS, FeatureContribution
 
 RARITY_WEIGHT = 1.0
+TREND_METRICS: tuple[str, ...] = ("memory_used_bytes",)
+STUCK_WEIGHT = 1.0
 _CLIP_Z = 6.0
+_NORMAL = NormalDist()
+
+
+class StuckRun:
+    """How surprising the current run of exact repeats of a whole sample is.
+
+    A live VM's samples almost never repeat exactly in every metric at once; an agent that is
+    stuck re-sends the same sample. With ``q`` the VM's own rate of such all-repeat steps (an
+    exponentially weighted mean, floored at ``floor`` so that a VM that never repeats still needs
+    a few repeats) and ``k`` the length of the current run, the chance of a run this long is
+    ``q ** k``; :meth:`z` is the normal z-score with that upper tail. A VM whose metrics sit at
+    exact zeros half the time has a high ``q`` and needs a much longer run.
+
+    >>> run = StuckRun()
+    >>> for i in range(300):
+    ...     run.learn_one(i % 50 == 0)
+    >>> [round(run.z(k), 1) for k in (0, 1, 3, 5)]
+    [0.0, 2.1, 4.3, 5.8]
+    """
+
+    __slots__ = ("floor", "k", "rate")
+
+    def __init__(self, halflife: float = 2000.0, floor: float = 1e-3) -> None:
+        self.rate = EWStats(halflife)
+        self.floor = floor
+        self.k = 0
+
+    def z(self, k: int) -> float:
+        """The z-score of a run of ``k`` all-repeat steps (0 for none)."""
+        if k <= 0:
+            return 0.0
+        tail = min(max(self.rate.mean, self.floor), 0.99) ** k
+        return max(0.0, -_NORMAL.inv_cdf(tail)) if tail > 1e-300 else 37.0
+
+    def learn_one(self, repeated: bool) -> None:
+        self.rate.update(1.0 if repeated else 0.0)
+        self.k = self.k + 1 if repeated else 0
+
+    def __getstate__(self) -> tuple[EWStats, float, int]:
+        return (self.rate, self.floor, self.k)
+
+    def __setstate__(self, s: tuple[EWStats, float, int]) -> None:
+        self.rate, self.floor, self.k = s
 
 
 @dataclass
@@ -43,8 +91,9 @@ class Verdict:
     score: float
     metric: str = ""
     kind: str = ""
+    #: the side the winning evidence points to: +1 up, -1 down (see SeriesDetector.directions)
     direction: float = 0.0
-    #: weighted z-score of each (metric, kind) pair; kind "rarity" has metric "*"
+    #: weighted z-score of each (metric, kind) pair; kinds "rarity" and "stuck" have metric "*"
     evidence: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
@@ -59,15 +108,20 @@ class VMDetector:
         Shape of the half-space trees; 5 trees of height 6 keep them near 25 KB.
     seed
         Seed of the trees.
+    trend_metrics
+        The metrics whose sustained growth is evidence too (``trend``): memory, where it is
+        how a leak shows.
     """
 
     def __init__(self, metrics: tuple[str, ...] = METRIC_FIELDS, *, n_trees: int = 5,
-                 height: int = 6, window_size: int = 100, seed: int = 42) -> None:
+                 height: int = 6, window_size: int = 100, seed: int = 42,
+                 trend_metrics: tuple[str, ...] = TREND_METRICS) -> None:
         self.metrics = metrics
-        self.series = {m: SeriesDetector() for m in metrics}
+        self.series = {m: SeriesDetector(trend=m in trend_metrics) for m in metrics}
         self.trees = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height,
                                             window_size=window_size, seed=seed)
         self.rarity = Likelihood()
+        self.stuck = StuckRun()
         self.n = 0
         self._rarity_raw = 0.0
 
@@ -86,6 +140,7 @@ class VMDetector:
         """Score a sample (a dict of metric values) before learning it."""
         evidence: dict[tuple[str, str], float] = {}
         directions = {}
+        sides: dict[tuple[str, str], float] = {}
         for m, det in self.series.items():
             if m not in values:
                 continue
@@ -93,27 +148,44 @@ class VMDetector:
             directions[m] = det.direction
             for kind, z in det.last_evidence.items():
                 evidence[(m, kind)] = WEIGHTS[kind] * z
+                sides[(m, kind)] = det.directions.get(kind, det.direction)
         self._rarity_raw = float(self.trees.score_one(self._shape(values))) \
             if self.n >= self.trees.window_size else 0.0
         if self.ready and self.n >= 2 * self.trees.window_size:
             evidence[("*", "rarity")] = RARITY_WEIGHT * self.rarity.score_one(self._rarity_raw)
+        if self.ready and len(self.series) >= 2:
+            run = self.stuck.k + 1 if self._repeats(values) else 0
+            evidence[("*", "stuck")] = STUCK_WEIGHT * self.stuck.z(run)
         if not evidence or not self.ready:
             return Verdict(score=0.0, evidence=evidence)
         (metric, kind), best = max(evidence.items(), key=lambda kv: kv[1])
-        if metric == "*":  # the joint shape: name the metric furthest from its baseline
+        if metric == "*":  # joint shape or stuck agent: name the metric furthest from baseline
             metric = max(directions, key=lambda m: abs(self._shape(values)[m] - 0.5))
-        return Verdict(score=squash(best), metric=metric, kind=kind,
-                       direction=directions.get(metric, 0.0), evidence=evidence)
+        direction = sides.get((metric, kind), directions.get(metric, 0.0))
+        return Verdict(score=squash(best), metric=metric, kind=kind, direction=direction,
+                       evidence=evidence)
+
+    def _repeats(self, values: Mapping[str, float]) -> bool:
+        """True when every watched metric (two at least) repeats its last value exactly."""
+        seen = [m for m in self.series if m in values]
+        return len(seen) >= 2 and all(values[m] == self.series[m].last for m in seen)
 
     def learn_one(self, timestamp: float, values: Mapping[str, float]) -> None:
         """Learn a sample (after :meth:`score_one` on it)."""
         if self.n >= 2 * self.trees.window_size:
             self.rarity.learn_one(self._rarity_raw)
+        if len(self.series) >= 2:
+            self.stuck.learn_one(self._repeats(values))
         self.trees.learn_one(self._shape(values))
         for m, det in self.series.items():
             if m in values:
                 det.learn_one(timestamp, values[m])
         self.n += 1
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # Detectors pickled before ``stuck`` existed load with a fresh one.
+        self.__dict__.update(state)
+        self.__dict__.setdefault("stuck", StuckRun())
 
     def explain(self, values: Mapping[str, float], top: int = 3) -> list[FeatureContribution]:
         """The ``top`` metrics furthest from their baseline (slow mean), in spreads."""
