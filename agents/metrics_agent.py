@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -14,10 +15,11 @@ from mode.types.signals import BaseSignalT
 from agents.pipeline import PipelineConfig
 from agents.processor import BatchResult, Inbound, MetricsProcessor
 from streams.state_codec import StateCodec
-from streams.tables import vm_state_table
+from streams.tables import class_feedback_table, vm_state_table
 from streams.topics import (
     alerts_topic,
     deadletter_topic,
+    feedback_topic,
     forecasts_topic,
     metrics_topic,
     recommendations_topic,
@@ -47,6 +49,7 @@ def register_agents(service: Service) -> None:
     """Attach the agents to ``service.app``."""
     app, settings = service.app, service.settings
     state_table = service.tables[vm_state_table.name]
+    fleet_table = service.tables[class_feedback_table.name]
     topics = service.topics
     if settings.signing_key_is_default:
         log.warning("NOVACRON_STATE_SIGNING_KEY is not set: learned state is signed with the "
@@ -54,21 +57,25 @@ def register_agents(service: Service) -> None:
     processor = MetricsProcessor(
         pipeline_config(settings), StateCodec(settings.state_signing_key.encode()),
         load_state=state_table.get, metrics=service.metrics,
+        load_fleet=lambda: list(fleet_table.items()),
         max_message_bytes=settings.max_message_bytes,
         max_future_skew_s=settings.max_future_skew_s)
     service.processor = processor
+    # Both agents share the processor's cached states: one batch at a time, processed and
+    # published, so a state is never written back older than one written just before it.
+    turn = asyncio.Lock()
 
     @app.on_partitions_revoked.connect
     async def forget_cached_states(sender: Any, /, *args: Any, signal: BaseSignalT[Any],
                                    **kwargs: Any) -> None:
         processor.forget()
 
-    async def publish(result: BatchResult, events: Sequence[Any]) -> None:
+    async def publish(result: BatchResult, events: Sequence[Any], rekey_topic: str) -> None:
         for name, records in ((alerts_topic.name, result.alerts),
                               (forecasts_topic.name, result.forecasts),
                               (recommendations_topic.name, result.recommendations),
                               (deadletter_topic.name, result.deadletters),
-                              (metrics_topic.name, result.rekeyed)):
+                              (rekey_topic, result.rekeyed)):
             topic = topics[name]
             for key, value in records:
                 await topic.send(key=key, value=value)
@@ -79,7 +86,16 @@ def register_agents(service: Service) -> None:
             # it the VM's own last message, whose partition is the one this key belongs to.
             _current_event.set(weakref.ref(events[index]))
             state_table[key] = encoded
+        for key, (index, encoded) in result.fleet.items():
+            # Key partition-<n> is written only by the owner of feedback partition n, tied to
+            # one of its messages: always changelog partition n, one writer per key.
+            _current_event.set(weakref.ref(events[index]))
+            fleet_table[key] = encoded
         _current_event.set(None)
+
+    def inbound(events: Sequence[Any]) -> list[Inbound]:
+        return [Inbound(e.message.key, e.message.value, e.message.topic, e.message.partition,
+                        e.message.offset) for e in events]
 
     @app.agent(topics[metrics_topic.name], name="score_metrics")
     async def score_metrics(stream: Any) -> None:
@@ -87,13 +103,25 @@ def register_agents(service: Service) -> None:
         async for events in stream.take_events(settings.batch_max_events,
                                                within=settings.batch_within_s):
             started = time.perf_counter()
-            batch = [Inbound(e.message.key, e.message.value, e.message.topic,
-                             e.message.partition, e.message.offset) for e in events]
-            # No current event while reading: the store then looks the key up in every local
-            # partition instead of assuming the partition of whichever event came last.
-            _current_event.set(None)
-            result = processor.process(batch, now=time.time())
-            await publish(result, events)
+            batch = inbound(events)
+            async with turn:
+                # No current event while reading: the store then looks the key up in every
+                # local partition instead of assuming the partition of whichever event came
+                # last.
+                _current_event.set(None)
+                result = processor.process(batch, now=time.time())
+                await publish(result, events, metrics_topic.name)
             service.metrics.batch_size.observe(len(batch))
             service.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    @app.agent(topics[feedback_topic.name], name="apply_feedback")
+    async def apply_feedback(stream: Any) -> None:
+        """Teach each VM (and its anomaly class, fleet-wide) the operators' verdicts."""
+        async for events in stream.take_events(settings.batch_max_events,
+                                               within=settings.batch_within_s):
+            batch = inbound(events)
+            async with turn:
+                _current_event.set(None)
+                result = processor.process_feedback(batch, now=time.time())
+                await publish(result, events, feedback_topic.name)
 

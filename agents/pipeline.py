@@ -3,6 +3,9 @@
 :func:`process_event` takes a VM's :class:`VMState` and one validated metric event, updates
 the features and every learner, and returns what to publish. It is pure and synchronous (no
 Kafka, no clock), so the same code serves the stream and offline evaluation.
+:func:`apply_feedback` teaches the state an operator's verdict on one of its recent incidents;
+the detector's evidence is then weighed by what the VM learned from verdicts and, with less
+weight, by the fleet's verdicts on the anomaly class (:mod:`agents.anomaly.feedback`).
 
 >>> from schemas.records import MetricEvent
 >>> cfg = PipelineConfig()
@@ -18,15 +21,35 @@ Kafka, no clock), so the same code serves the stream and offline evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from agents.anomaly.classify import classify, is_flatline
+from agents.anomaly.feedback import (
+    FLATLINE_KEY,
+    ClassSensitivity,
+    IncidentRecord,
+    Key,
+    RecentIncidents,
+    Sensitivity,
+    z_for_score,
+)
 from agents.anomaly.incidents import IncidentTracker, severity
-from agents.anomaly.vm import VMDetector
+from agents.anomaly.series import squash
+from agents.anomaly.vm import Verdict, VMDetector
 from agents.forecasters import FORECASTER_NAME, MetricForecaster
 from agents.recommender import ScalingRule
-from schemas.records import Alert, Forecast, HorizonForecast, MetricEvent, Recommendation
+from schemas.records import (
+    Alert,
+    Feedback,
+    Forecast,
+    HorizonForecast,
+    MetricEvent,
+    Recommendation,
+)
 from streams.features import FeatureExtractor
 
 FORECAST_METRICS: tuple[str, ...] = ("net_rx_bytes_per_s", "net_tx_bytes_per_s")
@@ -60,6 +83,17 @@ class VMState:
     host_id: str = ""
     events_total: int = 0
     last_forecast_at: float = -math.inf
+    #: what operator verdicts taught this VM (agents.anomaly.feedback)
+    sensitivity: Sensitivity = field(default_factory=Sensitivity)
+    #: the last incidents, so a verdict can be matched to what it is about
+    recent: RecentIncidents = field(default_factory=RecentIncidents)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # States pickled before a field existed load with that field's default.
+        self.__dict__.update(state)
+        for f in dataclasses.fields(self):
+            if f.name not in self.__dict__ and f.default_factory is not dataclasses.MISSING:
+                setattr(self, f.name, f.default_factory())
 
 
 @dataclass
@@ -81,16 +115,56 @@ def new_state(cfg: PipelineConfig) -> VMState:
     )
 
 
+def _weighed(raw: Verdict, evidence: Mapping[Key, float], factor: float,
+             det: VMDetector, values: Mapping[str, float]) -> Verdict:
+    """``raw`` with its evidence as the VM's and the fleet's verdicts weigh it."""
+    scored = {k: z / factor for k, z in evidence.items() if k != FLATLINE_KEY}
+    if not scored or raw.score <= 0.0:  # nothing to score yet (warm-up)
+        return dataclasses.replace(raw, score=0.0, evidence=scored)
+    (metric, kind), best = max(scored.items(), key=lambda kv: kv[1])
+    raw_best = max(raw.evidence, key=raw.evidence.__getitem__)
+    direction = raw.direction
+    if (metric, kind) == raw_best:
+        metric = raw.metric
+    else:
+        explained = det.explain(values, top=len(values))
+        if metric == "*":  # the joint shape: name the metric furthest from its baseline
+            metric = explained[0].name if explained else raw.metric
+        z = next((c.zscore for c in explained if c.name == metric), 0.0)
+        direction = math.copysign(1.0, z) if z else 0.0
+    return Verdict(score=squash(best), metric=metric, kind=kind, direction=direction,
+                   evidence=scored)
+
+
 def _detect(state: VMState, ev: MetricEvent, x: dict[str, float], cfg: PipelineConfig,
-            out: Outputs) -> None:
+            out: Outputs, fleet: ClassSensitivity | None = None) -> None:
     det = state.detector
     values = ev.metrics()
-    verdict = det.score_one(ev.timestamp, values)
+    raw = det.score_one(ev.timestamp, values)
     det.learn_one(ev.timestamp, values)
     threshold = cfg.alert_threshold
+    z_thr = z_for_score(threshold)
     flat = is_flatline(x) and det.ready
-    anomalous = verdict.score >= threshold or flat
+    evidence: dict[Key, float] = dict(raw.evidence)
+    if flat:  # a flatline is judged (and remembered) like evidence at twice the threshold
+        evidence[FLATLINE_KEY] = 2.0 * z_thr
     tracker = state.incidents
+    # The VM's own verdicts weigh its evidence; then the fleet's verdicts on the class the
+    # sample would open (or continues), with less weight (a factor within 1 +- weight).
+    weighed = state.sensitivity.adjust(evidence, ev.timestamp, z_thr)
+    factor = 1.0
+    if fleet is not None and fleet.counts and raw.score > 0.0:
+        cls = ""
+        if tracker.open is not None:
+            cls = tracker.open.anomaly_class
+        elif squash(max(weighed.values(), default=0.0) / fleet.min_factor) >= threshold:
+            cls = classify(_weighed(raw, weighed, 1.0, det, values), x)
+        factor = fleet.factor(cls) if cls else 1.0
+    verdict = raw
+    if weighed is not evidence or factor != 1.0:
+        verdict = _weighed(raw, weighed, factor, det, values)
+        flat = flat and weighed[FLATLINE_KEY] / factor >= z_thr
+    anomalous = verdict.score >= threshold or flat
     margin = max(0.0, (verdict.score - threshold) / (1.0 - threshold))
     breadth = len({m for (m, _), z in verdict.evidence.items()
                    if m != "*" and z / (z + 10.0) >= threshold})
@@ -98,6 +172,9 @@ def _detect(state: VMState, ev: MetricEvent, x: dict[str, float], cfg: PipelineC
     level = severity(margin, breadth, steps) if anomalous else ""
     cls = classify(verdict, x) if anomalous and tracker.open is None else ""
     change = tracker.observe(ev.vm_id, ev.timestamp, anomalous, cls, level, verdict.score)
+    if anomalous and tracker.open is not None:
+        state.recent.note(tracker.open.incident_id, tracker.open.anomaly_class, ev.timestamp,
+                          evidence)
     if change is None:
         return
     inc = change.incident
@@ -135,8 +212,12 @@ def _forecast(state: VMState, ev: MetricEvent, cfg: PipelineConfig, out: Outputs
                                       model=FORECASTER_NAME, horizons=horizons))
 
 
-def process_event(state: VMState, ev: MetricEvent, cfg: PipelineConfig) -> Outputs:
-    """Update ``state`` with one event and return the records to publish."""
+def process_event(state: VMState, ev: MetricEvent, cfg: PipelineConfig,
+                  fleet: ClassSensitivity | None = None) -> Outputs:
+    """Update ``state`` with one event and return the records to publish.
+
+    ``fleet``: the fleet-wide verdicts per anomaly class (none: no fleet adjustment).
+    """
     out = Outputs()
     state.host_id = ev.host_id
     state.events_total += 1
@@ -144,9 +225,26 @@ def process_event(state: VMState, ev: MetricEvent, cfg: PipelineConfig) -> Outpu
     x = state.features.update(ev.timestamp, ev.metrics())
     if state.features.late_events_total != late_before:
         return out  # late or replayed sample: counted, not learned twice
-    _detect(state, ev, x, cfg, out)
+    _detect(state, ev, x, cfg, out, fleet)
     _forecast(state, ev, cfg, out)
     rec = state.scaling.recommend(ev, x)
     if rec is not None:
         out.recommendations.append(rec)
     return out
+
+
+def apply_feedback(state: VMState, feedback: Feedback, cfg: PipelineConfig
+                   ) -> tuple[IncidentRecord, bool] | None:
+    """Teach ``state`` an operator's verdict on one of its recent incidents.
+
+    Returns the incident's record and whether the verdict was new (a redelivered verdict
+    changes nothing), or None when the VM has no such recent incident. Bars decay in the VM's
+    own clock (its newest sample), not the operator's.
+    """
+    record = state.recent.get(feedback.incident_id)
+    if record is None:
+        return None
+    now = max(record.ended_at, state.features.last_ts or 0.0)
+    changed = state.sensitivity.learn(record, feedback.verdict,
+                                      z_for_score(cfg.alert_threshold), now)
+    return record, changed

@@ -1,21 +1,28 @@
-"""Batch processing of ``vm.metrics`` messages, free of Kafka and Faust.
+"""Batch processing of ``vm.metrics`` and ``vm.feedback`` messages, free of Kafka and Faust.
 
 :class:`MetricsProcessor` turns a batch of raw input messages into everything the agent must
 do: records to publish per topic, dead letters, messages to re-key, and the VM states to write
 back (once per VM per batch, each tied to the last message of that VM so that the table's
 changelog partition is the input partition). Decoded states are cached in memory; the table
 stays the source of truth and the agent clears the cache when partitions move.
+
+Feedback (:meth:`MetricsProcessor.process_feedback`) goes through the same cache: a verdict is
+routed by the vm_id inside its incident id, teaches that VM's state, and counts towards its
+anomaly class fleet-wide in the ``class-feedback`` table (one signed
+:class:`~agents.anomaly.feedback.ClassSensitivity` per feedback partition, written by the
+worker that owns the partition; the processor reads and adds up all of them).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from agents.pipeline import PipelineConfig, VMState, new_state, process_event
+from agents.anomaly.feedback import ClassSensitivity
+from agents.pipeline import PipelineConfig, VMState, apply_feedback, new_state, process_event
 from schemas.records import to_json
-from schemas.validate import Rejected, dead_letter, decode_metric
+from schemas.validate import Rejected, dead_letter, decode_feedback, decode_metric, incident_vm_id
 from streams.observability import WorkerMetrics
 from streams.state_codec import StateCodec, StateIntegrityError
 
@@ -44,7 +51,16 @@ class BatchResult:
     rekeyed: list[tuple[bytes, bytes]] = field(default_factory=list)
     #: vm key -> (index in the batch of that VM's last message, encoded state)
     states: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
+    #: class-feedback key -> (index of the last feedback message of that partition, encoded)
+    fleet: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
     processed: int = 0
+    #: feedback messages applied to a recent incident
+    feedback: int = 0
+
+
+def fleet_key(partition: int) -> bytes:
+    """The ``class-feedback`` key written by the owner of feedback partition ``partition``."""
+    return f"partition-{partition}".encode()
 
 
 class MetricsProcessor:
@@ -52,56 +68,109 @@ class MetricsProcessor:
 
     def __init__(self, cfg: PipelineConfig, codec: StateCodec,
                  load_state: Callable[[bytes], bytes | None], metrics: WorkerMetrics, *,
+                 load_fleet: Callable[[], Iterable[tuple[bytes, bytes]]] | None = None,
                  max_message_bytes: int = 65536, max_future_skew_s: float = 300.0) -> None:
         self.cfg = cfg
         self.codec = codec
         self.load_state = load_state
+        #: every (key, signed ClassSensitivity) of the class-feedback table
+        self.load_fleet = load_fleet
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
         self.max_future_skew_s = max_future_skew_s
         self.cache: dict[bytes, VMState] = {}
+        #: class-feedback key -> (stored bytes, decoded or None if refused): decoded again
+        #: only when the bytes change
+        self._fleet_parts: dict[bytes, tuple[bytes, ClassSensitivity | None]] = {}
+        #: fleet-wide verdicts per class, all partitions added up
+        self.fleet = ClassSensitivity()
 
     def forget(self) -> None:
         """Drop cached states (call when partitions are revoked or reassigned)."""
         self.cache.clear()
         self.metrics.cached_vms.set(0)
 
-    def _state(self, key: bytes) -> VMState:
+    def _stored_state(self, key: bytes) -> VMState | None:
+        """The VM's state from the cache or the table; None if it has none (or a bad one)."""
         state = self.cache.get(key)
         if state is not None:
             return state
         raw = self.load_state(key)
-        if raw is not None:
-            try:
-                state = self.codec.loads(raw)
-            except StateIntegrityError as exc:
-                self.metrics.state_load_failures.inc()
-                log.error("refusing stored state of vm %s: %s", key.decode(errors="replace"),
-                          exc)
-        if not isinstance(state, VMState):
-            state = new_state(self.cfg)
-        self.cache[key] = state
+        if raw is None:
+            return None
+        try:
+            loaded = self.codec.loads(raw)
+        except StateIntegrityError as exc:
+            self.metrics.state_load_failures.inc()
+            log.error("refusing stored state of vm %s: %s", key.decode(errors="replace"), exc)
+            return None
+        if not isinstance(loaded, VMState):
+            return None
+        self.cache[key] = loaded
+        return loaded
+
+    def _state(self, key: bytes) -> VMState:
+        state = self._stored_state(key)
+        if state is None:
+            state = self.cache[key] = new_state(self.cfg)
         return state
 
+    def refresh_fleet(self) -> ClassSensitivity:
+        """Read the class-feedback table again (decoding only values that changed)."""
+        if self.load_fleet is None:
+            return self.fleet
+        parts: dict[bytes, tuple[bytes, ClassSensitivity | None]] = {}
+        for key, raw in self.load_fleet():
+            known = self._fleet_parts.get(key)
+            if known is not None and known[0] == raw:
+                parts[key] = known
+                continue
+            part: ClassSensitivity | None = None
+            try:
+                loaded = self.codec.loads(raw)
+            except StateIntegrityError as exc:  # counted and logged once per stored value
+                self.metrics.state_load_failures.inc()
+                log.error("refusing class-feedback %s: %s", key.decode(errors="replace"), exc)
+            else:
+                part = loaded if isinstance(loaded, ClassSensitivity) else None
+            parts[key] = (raw, part)
+        if parts != self._fleet_parts:
+            self._fleet_parts = parts
+            self._set_fleet()
+        return self.fleet
+
+    def _set_fleet(self) -> None:
+        self.fleet = ClassSensitivity.merged(
+            p for _, p in self._fleet_parts.values() if p is not None)
+        for anomaly_class in self.fleet.counts:
+            self.metrics.class_factor.labels(anomaly_class=anomaly_class).set(
+                self.fleet.factor(anomaly_class))
+
+    def _deadletter(self, result: BatchResult, msg: Inbound, rejected: Rejected,
+                    now: float) -> None:
+        dl = dead_letter(rejected, msg.value, key=msg.key, topic=msg.topic,
+                         partition=msg.partition, offset=msg.offset, received_at=now)
+        result.deadletters.append((msg.key, to_json(dl)))
+        self.metrics.events_deadlettered.labels(reason=rejected.reason).inc()
+
     def process(self, batch: Sequence[Inbound], now: float) -> BatchResult:
+        """A batch of ``vm.metrics`` messages."""
         result = BatchResult()
         touched: dict[bytes, int] = {}
+        fleet = self.refresh_fleet()
         for i, msg in enumerate(batch):
             self.metrics.events_in.labels(topic=msg.topic).inc()
             ev = decode_metric(msg.value, now=now, max_bytes=self.max_message_bytes,
                                max_future_skew_s=self.max_future_skew_s)
             if isinstance(ev, Rejected):
-                dl = dead_letter(ev, msg.value, key=msg.key, topic=msg.topic,
-                                 partition=msg.partition, offset=msg.offset, received_at=now)
-                result.deadletters.append((msg.key, to_json(dl)))
-                self.metrics.events_deadlettered.labels(reason=ev.reason).inc()
+                self._deadletter(result, msg, ev, now)
                 continue
             key = ev.vm_id.encode()
             if msg.key != key:
                 result.rekeyed.append((key, msg.value))
                 self.metrics.events_rekeyed.inc()
                 continue
-            out = process_event(self._state(key), ev, self.cfg)
+            out = process_event(self._state(key), ev, self.cfg, fleet)
             result.alerts.extend((key, to_json(a)) for a in out.alerts)
             result.forecasts.extend((key, to_json(f)) for f in out.forecasts)
             result.recommendations.extend((key, to_json(r)) for r in out.recommendations)
@@ -111,4 +180,62 @@ class MetricsProcessor:
         self.metrics.cached_vms.set(len(self.cache))
         for key, index in touched.items():
             result.states[key] = (index, self.codec.dumps(self.cache[key]))
+        return result
+
+    def process_feedback(self, batch: Sequence[Inbound], now: float) -> BatchResult:
+        """A batch of ``vm.feedback`` messages: verdicts on the VMs' recent incidents.
+
+        Each verdict is routed by the vm_id inside its incident id (a message keyed otherwise
+        is re-keyed), refused as ``unknown_incident`` when that VM has no such recent
+        incident, and otherwise teaches the VM's state and its class's fleet-wide counts.
+        ``states`` and ``fleet`` of the result are the table writes, each tied to the last
+        message that touched it.
+        """
+        result = BatchResult()
+        touched: dict[bytes, int] = {}
+        fleet_touched: dict[bytes, int] = {}
+        self.refresh_fleet()
+        for i, msg in enumerate(batch):
+            self.metrics.events_in.labels(topic=msg.topic).inc()
+            fb = decode_feedback(msg.value, max_bytes=self.max_message_bytes)
+            if isinstance(fb, Rejected):
+                self._deadletter(result, msg, fb, now)
+                continue
+            vm_id = incident_vm_id(fb.incident_id)
+            if vm_id is None:  # decode_feedback refuses these already
+                self._deadletter(result, msg, Rejected("unknown_incident", "not an incident id"),
+                                 now)
+                continue
+            key = vm_id.encode()
+            if msg.key != key:
+                result.rekeyed.append((key, msg.value))
+                self.metrics.events_rekeyed.inc()
+                continue
+            state = self._stored_state(key)
+            applied = apply_feedback(state, fb, self.cfg) if state is not None else None
+            if applied is None:
+                self._deadletter(result, msg, Rejected(
+                    "unknown_incident",
+                    f"vm {vm_id} has no recent incident {fb.incident_id}"), now)
+                continue
+            record, changed = applied
+            self.metrics.feedback.labels(verdict=fb.verdict).inc()
+            result.feedback += 1
+            if not changed:
+                continue  # the same verdict again (redelivered): nothing new to learn
+            touched[key] = i
+            part_key = fleet_key(msg.partition)
+            part = self._fleet_parts.get(part_key)
+            counts = part[1] if part is not None and part[1] is not None else ClassSensitivity()
+            counts.record(record.anomaly_class, fb.verdict, record.ended_at)
+            encoded = self.codec.dumps(counts)
+            self._fleet_parts[part_key] = (encoded, counts)
+            fleet_touched[part_key] = i
+        self.metrics.cached_vms.set(len(self.cache))
+        for key, index in touched.items():
+            result.states[key] = (index, self.codec.dumps(self.cache[key]))
+        for part_key, index in fleet_touched.items():
+            result.fleet[part_key] = (index, self._fleet_parts[part_key][0])
+        if fleet_touched:
+            self._set_fleet()
         return result

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 
-from schemas.records import DeadLetter, Feedback, MetricEvent
+from schemas.records import AnomalyClass, DeadLetter, Feedback, MetricEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class Rejected:
 REASONS = (
     "too_large", "not_json", "not_object", "missing_field", "wrong_type", "not_finite",
     "negative_value", "out_of_range", "future_timestamp", "inconsistent", "unknown_verdict",
+    "unknown_incident",
 )
 
 _STRINGS = ("vm_id", "host_id")
@@ -40,6 +42,23 @@ _RATES = ("disk_read_bytes_per_s", "disk_write_bytes_per_s", "net_rx_bytes_per_s
           "net_tx_bytes_per_s")
 _NUMBERS = ("timestamp", "cpu_pct", "memory_used_bytes", "memory_total_bytes", *_RATES)
 _ID_MAX_CHARS = 128
+#: An incident id is ``<vm_id>/<class>/<start epoch s>`` (agents.anomaly.incidents); the
+#: feedback schema's incident_id pattern says the same.
+INCIDENT_ID = re.compile(
+    r"[\s\S]{1,%d}/(%s)/(0|[1-9][0-9]*)"  # noqa: UP031 - braces of the regex
+    % (_ID_MAX_CHARS, "|".join(get_args(AnomalyClass))))
+
+
+def incident_vm_id(incident_id: str) -> str | None:
+    """The vm_id of a well-formed incident id, else None.
+
+    >>> incident_vm_id("vm-0042/io_bottleneck/1761998400")
+    'vm-0042'
+    >>> incident_vm_id("inc-42") is None
+    True
+    """
+    match = INCIDENT_ID.fullmatch(incident_id)
+    return incident_id.rsplit("/", 2)[0] if match else None
 
 
 def _is_number(value: Any) -> bool:
@@ -126,6 +145,9 @@ def decode_feedback(payload: bytes, *, max_bytes: int = 65536) -> Feedback | Rej
         return Rejected("wrong_type", "incident_id must be a string")
     if not 0 < len(data["incident_id"]) <= 256:
         return Rejected("out_of_range", "incident_id must have 1 to 256 characters")
+    if incident_vm_id(data["incident_id"]) is None:
+        return Rejected("unknown_incident", "incident_id is not an incident id of this "
+                        "service (<vm_id>/<anomaly class>/<start epoch s>)")
     if data["verdict"] not in ("false_positive", "confirmed"):
         return Rejected("unknown_verdict", "verdict must be false_positive or confirmed")
     if not _is_number(data["timestamp"]):

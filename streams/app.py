@@ -68,11 +68,17 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                              value_serializer="raw")
         for spec in topic_specs.ALL_TOPICS
     }
-    tables = {
-        spec.name: app.Table(spec.name, key_type=bytes, value_type=bytes,  # bytes: raw serde
-                             partitions=settings.partitions, help=spec.doc)
-        for spec in table_specs.ALL_TABLES
-    }
+    tables: dict[str, TableT] = {}
+    for spec in table_specs.ALL_TABLES:
+        if spec.is_global:
+            # Faust buffers changelog events of other workers until recovery_buffer_size of
+            # them arrived: with 1, every worker applies each write of the others at once.
+            tables[spec.name] = app.GlobalTable(
+                spec.name, key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                recovery_buffer_size=1, help=spec.doc)
+        else:
+            tables[spec.name] = app.Table(spec.name, key_type=bytes, value_type=bytes,  # raw
+                                          partitions=settings.partitions, help=spec.doc)
     service = Service(app=app, settings=settings, metrics=WorkerMetrics(registry),
                       topics=topics, tables=tables)
     # Imported here: the agents module needs a built service to attach to.

@@ -34,6 +34,14 @@ class WorkerMetrics:
         self.records_published = Counter(
             "novacron_records_published_total", "Records published to an output topic.",
             ["topic"], registry=r)
+        self.feedback = Counter(
+            "novacron_feedback_total",
+            "Operator verdicts (vm.feedback) applied to a recent incident of their VM.",
+            ["verdict"], registry=r)
+        self.class_factor = Gauge(
+            "novacron_class_feedback_factor",
+            "Fleet-wide threshold factor of an anomaly class from operator verdicts, as this "
+            "worker sees it (above 1: less eager to open it).", ["anomaly_class"], registry=r)
         self.state_load_failures = Counter(
             "novacron_state_load_failures_total",
             "Stored VM states refused (bad signature or format); the VM starts afresh.",

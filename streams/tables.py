@@ -1,8 +1,10 @@
 """The service's tables, declared once.
 
 Tables are changelogged to Kafka (``<app_id>-<name>-changelog``, compacted) and kept locally
-in rocksdict, so a restarted or rebalanced worker recovers them. Keys are UTF-8 vm_ids, the
-same keys as the input topic, so a table partition lives with its input partition.
+in rocksdict, so a restarted or rebalanced worker recovers them. ``vm-state`` is keyed by UTF-8
+vm_ids, the same keys as the input topics, so a table partition lives with its input
+partition. ``class-feedback`` is a GlobalTable keyed by input partition (``partition-<n>``):
+one writer per key (the owner of that vm.feedback partition), every worker a reader.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 class TableSpec:
     name: str
     doc: str
+    #: a GlobalTable: every worker holds (and keeps reading) every partition
+    is_global: bool = False
 
 
 vm_state_table = TableSpec(
@@ -22,4 +26,12 @@ vm_state_table = TableSpec(
     "detector, the forecasters, the scaling rule and the open incident; signed "
     "(streams.state_codec).")
 
-ALL_TABLES: tuple[TableSpec, ...] = (vm_state_table,)
+class_feedback_table = TableSpec(
+    "class-feedback",
+    "Operator verdicts per anomaly class, fleet-wide (agents.anomaly.feedback."
+    "ClassSensitivity): one value per vm.feedback partition, written only by the worker that "
+    "owns that partition, tied to the feedback message so it lands in the same changelog "
+    "partition; a GlobalTable, so every worker reads every partition's counts and adds them "
+    "up. Signed like vm-state.", is_global=True)
+
+ALL_TABLES: tuple[TableSpec, ...] = (vm_state_table, class_feedback_table)

@@ -16,6 +16,8 @@ def register_pages(service: Service) -> None:
     @app.page("/metrics")
     async def metrics(view: Any, request: Any) -> Any:
         """Prometheus exposition of the worker's counters and histograms."""
+        if service.processor is not None:  # the fleet-wide class factors as of now
+            service.processor.refresh_fleet()
         return view.bytes(service.metrics.exposition(),
                           content_type=CONTENT_TYPE_LATEST.split(";")[0])
 

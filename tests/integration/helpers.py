@@ -94,8 +94,9 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, 
 
 
 async def read_all(bootstrap: str, topic: str, partitions: int,
-                   timeout_s: float = 10.0) -> list[Any]:
-    """Every record of ``topic`` from the beginning to its current end, JSON-decoded."""
+                   timeout_s: float = 10.0, raw: bool = False) -> list[Any]:
+    """Every record of ``topic`` from the beginning to its current end, JSON-decoded (with
+    ``raw``: as (key, value, partition) tuples of bytes)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
@@ -111,7 +112,8 @@ async def read_all(bootstrap: str, topic: str, partitions: int,
                 raise AssertionError(f"could not read {topic} to its end in time")
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
-                out.extend(orjson.loads(r.value) for r in records)
+                out.extend((r.key, r.value, r.partition) if raw else orjson.loads(r.value)
+                           for r in records)
         return out
     finally:
         await consumer.stop()

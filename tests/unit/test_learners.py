@@ -15,7 +15,7 @@ from agents.anomaly.classify import classify
 from agents.anomaly.vm import Verdict, VMDetector
 from agents.forecasters import MetricForecaster
 from agents.pipeline import PipelineConfig, new_state, process_event
-from schemas.records import MetricEvent
+from schemas.records import METRIC_FIELDS, MetricEvent
 from streams.state_codec import StateCodec
 
 STATE_BUDGET_BYTES = 64 * 1024
@@ -138,3 +138,33 @@ def test_pipeline_state_round_trip_gives_identical_outputs(vm1_events: list[Metr
     for ev in vm1_events[300:]:
         a, b, c = (process_event(s, ev, cfg) for s in (state, restored, other))
         assert a == b == c
+
+
+def test_vm_state_with_full_feedback_memories_stays_within_budget(
+        vm1_events: list[MetricEvent]) -> None:
+    """The feedback learners at their bounds (32 recent incidents with 8 evidence keys each,
+    every (metric, slot) bar, a gain per metric) still fit the per-VM budget."""
+    from agents.anomaly.feedback import IncidentRecord, z_for_score
+
+    cfg = PipelineConfig()
+    state = new_state(cfg)
+    for ev in vm1_events:
+        process_event(state, ev, cfg)
+    metrics = [*METRIC_FIELDS, "*"]
+    z_thr = z_for_score(cfg.alert_threshold)
+    for i in range(100):
+        evidence = {(m, k): 20.0 + i + j for j, (m, k) in enumerate(
+            (m, k) for m in metrics for k in ("extreme", "shift", "level"))}
+        t = vm1_events[-1].timestamp + 1800.0 * i
+        state.recent.note(f"vm-001/io_bottleneck/{int(t)}", "io_bottleneck", t, evidence)
+        rec = IncidentRecord(f"x/{i}", "io_bottleneck", t)
+        rec.ended_at = t + 3 * 3600.0
+        rec.peaks = {(metrics[i % len(metrics)], "level"): 30.0}
+        state.sensitivity.false_positive(rec, z_thr, now=t)
+        if i % 7 == 0:
+            state.sensitivity.confirmed(rec, z_thr, now=t)
+    assert len(state.recent) == state.recent.capacity
+    assert len(state.sensitivity.cells) == state.sensitivity.max_cells
+    codec = StateCodec(b"k")
+    assert len(codec.dumps(state)) < STATE_BUDGET_BYTES
+    assert len(pickle.dumps(state)) < 2 * STATE_BUDGET_BYTES

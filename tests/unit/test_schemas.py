@@ -434,6 +434,7 @@ def feedback(**changes: Any) -> bytes:
     pytest.param(feedback(note=None), id="null-note"),
     pytest.param(feedback(note=DELETE), id="no-note"),
     pytest.param(feedback(verdict="confirmed", timestamp=0), id="confirmed"),
+    pytest.param(feedback(incident_id="dc1/vm-7/flatline/0"), id="vm-id-with-slash"),
     pytest.param(feedback(operator="alice"), id="extra-field"),
 ])
 def test_good_feedback_accepted_by_both(payload: bytes) -> None:
@@ -446,6 +447,12 @@ def test_good_feedback_accepted_by_both(payload: bytes) -> None:
     pytest.param(feedback(timestamp=DELETE), "missing_field", id="missing-timestamp"),
     pytest.param(feedback(incident_id=""), "out_of_range", id="empty-incident"),
     pytest.param(feedback(incident_id=5), "wrong_type", id="incident-number"),
+    pytest.param(feedback(incident_id="inc-42"), "unknown_incident", id="not-an-incident-id"),
+    pytest.param(feedback(incident_id="vm-1/disk_full/5"), "unknown_incident",
+                 id="unknown-class"),
+    pytest.param(feedback(incident_id="vm-1/cpu_spike/01"), "unknown_incident",
+                 id="start-not-canonical"),
+    pytest.param(feedback(incident_id="/cpu_spike/5"), "unknown_incident", id="no-vm"),
     pytest.param(feedback(verdict="maybe"), "unknown_verdict", id="unknown-verdict"),
     pytest.param(feedback(verdict=None), "unknown_verdict", id="null-verdict"),
     pytest.param(feedback(timestamp="now"), "wrong_type", id="timestamp-string"),
