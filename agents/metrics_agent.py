@@ -19,6 +19,7 @@ from streams.tables import class_feedback_table, vm_state_table
 from streams.topics import (
     alerts_topic,
     deadletter_topic,
+    drift_topic,
     feedback_topic,
     forecasts_topic,
     metrics_topic,
@@ -73,6 +74,7 @@ def register_agents(service: Service) -> None:
     async def publish(result: BatchResult, events: Sequence[Any], rekey_topic: str) -> None:
         for name, records in ((alerts_topic.name, result.alerts),
                               (forecasts_topic.name, result.forecasts),
+                              (drift_topic.name, result.drifts),
                               (recommendations_topic.name, result.recommendations),
                               (deadletter_topic.name, result.deadletters),
                               (rekey_topic, result.rekeyed)):

@@ -14,7 +14,9 @@ weight, by the fleet's verdicts on the anomaly class (:mod:`agents.anomaly.feedb
 ...     ev = MetricEvent("vm-1", "h-1", t, 30.0, 1e9, 4e9, 2, 0.0, 0.0, 1e5, 2e5)
 ...     out = process_event(state, ev, cfg)
 >>> [(f.metric, f.step_s, [h.horizon_s for h in f.horizons]) for f in out.forecasts][0]
-('net_rx_bytes_per_s', 60.0, [300.0, 900.0, 3600.0])
+('cpu_pct', 60.0, [300.0, 900.0, 3600.0])
+>>> len(out.forecasts)
+6
 >>> state.events_total
 2
 """
@@ -40,19 +42,18 @@ from agents.anomaly.feedback import (
 from agents.anomaly.incidents import IncidentTracker, severity
 from agents.anomaly.series import squash
 from agents.anomaly.vm import Verdict, VMDetector
-from agents.forecasters import FORECASTER_NAME, MetricForecaster
+from agents.forecasting.vm import VMForecaster
 from agents.recommender import ScalingRule
 from schemas.records import (
     Alert,
+    DriftEvent,
     Feedback,
     Forecast,
-    HorizonForecast,
     MetricEvent,
     Recommendation,
 )
 from streams.features import FeatureExtractor
 
-FORECAST_METRICS: tuple[str, ...] = ("net_rx_bytes_per_s", "net_tx_bytes_per_s")
 DETECTOR_NAME = "novacron-evidence-v1"
 
 
@@ -78,7 +79,7 @@ class VMState:
     features: FeatureExtractor
     detector: VMDetector
     incidents: IncidentTracker
-    forecasters: dict[str, MetricForecaster]
+    forecasters: VMForecaster
     scaling: ScalingRule
     host_id: str = ""
     events_total: int = 0
@@ -101,6 +102,7 @@ class Outputs:
     alerts: list[Alert] = field(default_factory=list)
     forecasts: list[Forecast] = field(default_factory=list)
     recommendations: list[Recommendation] = field(default_factory=list)
+    drifts: list[DriftEvent] = field(default_factory=list)
 
 
 def new_state(cfg: PipelineConfig) -> VMState:
@@ -108,7 +110,7 @@ def new_state(cfg: PipelineConfig) -> VMState:
         features=FeatureExtractor(cfg.tumbling_window_s, cfg.sliding_window_s),
         detector=VMDetector(),
         incidents=IncidentTracker(resolve_after=cfg.resolve_after_events),
-        forecasters={m: MetricForecaster() for m in FORECAST_METRICS},
+        forecasters=VMForecaster(cfg.forecast_horizons_s),
         scaling=ScalingRule(scale_up_cpu_pct=cfg.scale_up_cpu_pct,
                             scale_down_cpu_pct=cfg.scale_down_cpu_pct,
                             scale_up_memory_pct=cfg.scale_up_memory_pct),
@@ -190,26 +192,18 @@ def _detect(state: VMState, ev: MetricEvent, x: dict[str, float], cfg: PipelineC
 
 
 def _forecast(state: VMState, ev: MetricEvent, cfg: PipelineConfig, out: Outputs) -> None:
-    values = ev.metrics()
-    for metric, fc in state.forecasters.items():
-        fc.learn_one(values[metric])
+    fc = state.forecasters
+    before = {m: f.chosen_name(0) for m, f in fc.series.items()}
+    for metric in fc.learn_one(ev):
+        out.drifts.append(DriftEvent(
+            vm_id=ev.vm_id, host_id=ev.host_id, timestamp=ev.timestamp, metric=metric,
+            detector="page_hinkley", action="reselect", model_before=before[metric],
+            model_after=fc.series[metric].chosen_name(0)))
     step_s = state.features.step_s
     if step_s <= 0 or ev.timestamp - state.last_forecast_at < cfg.forecast_interval_s:
         return
     state.last_forecast_at = ev.timestamp
-    steps = [max(1, round(h / step_s)) for h in cfg.forecast_horizons_s]
-    for metric, fc in state.forecasters.items():
-        points = fc.forecast(max(steps))
-        bands = fc.interval(max(steps))
-        horizons = [
-            HorizonForecast(horizon_s=h, at=ev.timestamp + s * step_s, value=points[s - 1],
-                            lower_80=bands[s - 1][0], upper_80=bands[s - 1][1],
-                            lower_90=bands[s - 1][2], upper_90=bands[s - 1][3])
-            for h, s in zip(cfg.forecast_horizons_s, steps, strict=True)
-        ]
-        out.forecasts.append(Forecast(vm_id=ev.vm_id, host_id=ev.host_id,
-                                      timestamp=ev.timestamp, metric=metric, step_s=step_s,
-                                      model=FORECASTER_NAME, horizons=horizons))
+    out.forecasts.extend(fc.forecasts(ev.vm_id, ev.host_id, ev.timestamp, step_s))
 
 
 def process_event(state: VMState, ev: MetricEvent, cfg: PipelineConfig,

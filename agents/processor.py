@@ -46,6 +46,7 @@ class BatchResult:
 
     alerts: list[tuple[bytes, bytes]] = field(default_factory=list)
     forecasts: list[tuple[bytes, bytes]] = field(default_factory=list)
+    drifts: list[tuple[bytes, bytes]] = field(default_factory=list)
     recommendations: list[tuple[bytes, bytes]] = field(default_factory=list)
     deadletters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     rekeyed: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -173,6 +174,7 @@ class MetricsProcessor:
             out = process_event(self._state(key), ev, self.cfg, fleet)
             result.alerts.extend((key, to_json(a)) for a in out.alerts)
             result.forecasts.extend((key, to_json(f)) for f in out.forecasts)
+            result.drifts.extend((key, to_json(d)) for d in out.drifts)
             result.recommendations.extend((key, to_json(r)) for r in out.recommendations)
             touched[key] = i
             result.processed += 1

@@ -155,6 +155,24 @@ class Recommendation:
 
 
 @dataclass(frozen=True, slots=True)
+class DriftEvent:
+    """A forecaster noticed its errors change regime (topic ``vm.drift``)."""
+
+    vm_id: str
+    host_id: str
+    timestamp: float
+    metric: str
+    detector: str
+    action: str
+    model_before: str
+    model_after: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftEvent:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
 class Feedback:
     """An operator's verdict on an incident (topic ``vm.feedback``)."""
 

@@ -34,6 +34,9 @@ forecasts_topic = TopicSpec(
 recommendations_topic = TopicSpec(
     "vm.recommendations", "vm.recommendations.v1.schema.json",
     "scale_up / scale_down / migrate recommendations for the DWCP scheduler.", "out")
+drift_topic = TopicSpec(
+    "vm.drift", "vm.drift.v1.schema.json",
+    "A VM metric's forecast errors changed regime; its forecasters were reselected.", "out")
 deadletter_topic = TopicSpec(
     "vm.deadletter", "vm.deadletter.v1.schema.json",
     "Input messages the service could not accept, with the reason, the original bytes and "
@@ -41,5 +44,5 @@ deadletter_topic = TopicSpec(
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     metrics_topic, feedback_topic, alerts_topic, forecasts_topic, recommendations_topic,
-    deadletter_topic,
+    drift_topic, deadletter_topic,
 )

@@ -105,7 +105,7 @@ class VMDetector:
     metrics
         The metric names to watch (the keys of the samples given to it).
     n_trees, height, window_size
-        Shape of the half-space trees; 5 trees of height 6 keep them near 25 KB.
+        Shape of the half-space trees; 3 trees of height 6 keep them near 15 KB.
     seed
         Seed of the trees.
     trend_metrics
@@ -113,7 +113,7 @@ class VMDetector:
         how a leak shows.
     """
 
-    def __init__(self, metrics: tuple[str, ...] = METRIC_FIELDS, *, n_trees: int = 5,
+    def __init__(self, metrics: tuple[str, ...] = METRIC_FIELDS, *, n_trees: int = 3,
                  height: int = 6, window_size: int = 100, seed: int = 42,
                  trend_metrics: tuple[str, ...] = TREND_METRICS) -> None:
         self.metrics = metrics

@@ -62,7 +62,8 @@ class SeriesForecaster:
         self.scored = array("d", [0.0] * n_h)  # EW weight behind each horizon's errors
         self.quantiles = array("d", [0.0] * (len(QUANTILES) * n_h))
         self.scale = array("d", [0.0] * n_h)  # EW mean |residual| of the chosen forecast
-        #: (made at, per horizon: candidates' forecasts then the chosen one, scored mask)
+        #: (made at, forecasts, scored mask). Forecasts: the flat candidates' values (the same
+        #: at every horizon), then per horizon the daily profile's and the chosen one's.
         self.pending: deque[tuple[float, array[float], int]] = deque()
         self.last_grid = float("-inf")
         self.drift = drift.PageHinkley(min_instances=100, delta=0.1, threshold=50.0)
@@ -120,12 +121,10 @@ class SeriesForecaster:
         if timestamp - self.last_grid >= self.grid_s:
             self.last_grid = timestamp
             paths = self.candidates.forecast(timestamp, list(self.horizons_s))
-            flat = array("f")
+            packed = array("f", paths[0][:-1])  # the flat candidates
             for h, per_candidate in enumerate(paths):
-                point = per_candidate[self.chosen(h)]
-                flat.extend(per_candidate)
-                flat.append(point)
-            self.pending.append((timestamp, flat, 0))
+                packed.extend((per_candidate[-1], per_candidate[self.chosen(h)]))
+            self.pending.append((timestamp, packed, 0))
             while self.pending and timestamp - self.pending[0][0] > max(self.horizons_s) + \
                     self.grid_s:
                 self.pending.popleft()
@@ -140,7 +139,8 @@ class SeriesForecaster:
                 if mask & (1 << h) or abs(made_at + h_s - timestamp) > tolerance:
                     continue
                 mask |= 1 << h
-                forecasts = paths[h * (k + 1):(h + 1) * (k + 1)]
+                at = k - 1 + 2 * h  # this horizon's daily and chosen forecasts
+                forecasts = [*paths[:k - 1], paths[at], paths[at + 1]]
                 d = self._decay
                 for c in range(k):
                     i = h * k + c

@@ -76,7 +76,8 @@ def test_kcat_producer_and_consumers_speak_the_schemas(
         assert int(partition) == expected, f"{key} landed on {partition}, murmur2 says {expected}"
 
     seen: dict[str, int] = {}
-    for topic in ("vm.alerts", "vm.forecasts", "vm.recommendations", "vm.deadletter"):
+    for topic in ("vm.alerts", "vm.forecasts", "vm.recommendations", "vm.drift",
+                  "vm.deadletter"):
         out = kcat("-C", "-b", boot, "-t", settings.topic(topic), "-e", "-q",
                    "-o", "beginning", "-f", "%k\t%s\n")
         validator = jsonschema.Draft202012Validator(schema_for(topic))

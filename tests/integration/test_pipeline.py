@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import orjson
 
+from schemas.records import METRIC_FIELDS
 from schemas.registry import schema_for
 from streams.settings import Settings
 from tests.integration.helpers import WorkerProcess, produce, read_all, wait_for
@@ -115,12 +116,14 @@ def test_real_traces_flow_to_every_output_topic(
 
     forecasts = read("vm.forecasts")
     validate_all("vm.forecasts", forecasts)
-    assert {f["metric"] for f in forecasts} == {"net_rx_bytes_per_s", "net_tx_bytes_per_s"}
+    assert {f["metric"] for f in forecasts} == set(METRIC_FIELDS)
     assert {f["vm_id"] for f in forecasts} == {"vm-001", "vm-002", "vm-003", "vm-004"}
     for f in forecasts:
         assert [h["horizon_s"] for h in f["horizons"]] == [300.0, 900.0, 3600.0]
         for h in f["horizons"]:
             assert h["lower_90"] <= h["lower_80"] <= h["value"] <= h["upper_80"] <= h["upper_90"]
+
+    validate_all("vm.drift", read("vm.drift"))  # drift events, when any, follow the schema
 
     recs = read("vm.recommendations")
     validate_all("vm.recommendations", recs)

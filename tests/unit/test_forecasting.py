@@ -103,3 +103,32 @@ def test_a_ten_second_stream_keeps_the_same_small_state() -> None:
         fc.learn_one(10.0 * i, 5.0 + (i % 7))
     assert len(fc.pending) <= 14
     assert len(pickle.dumps(fc)) < 8 * 1024
+
+
+def test_the_pipeline_publishes_a_drift_event_on_a_regime_change(bitbrains_dir: Path) -> None:
+    """Through agents.pipeline: the splice makes a forecaster drift; the event is published
+    as a valid vm.drift record naming the metric."""
+    import orjson
+    from jsonschema import Draft202012Validator
+
+    from agents.pipeline import PipelineConfig, new_state, process_event
+    from schemas.records import MetricEvent, to_json
+    from schemas.registry import schema_for
+
+    files = bitbrains_files(bitbrains_dir)
+    a = list(read_vm(files[2], 2, limit=1200))
+    b = list(read_vm(files[9], 9, limit=1200))
+    cfg = PipelineConfig()
+    state = new_state(cfg)
+    drifts = []
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        sample = x if i < SPLICE else {**y, "vm_id": x["vm_id"], "host_id": x["host_id"],
+                                       "timestamp": x["timestamp"]}
+        out = process_event(state, MetricEvent.from_dict(sample), cfg)
+        drifts.extend((i, d) for d in out.drifts)
+    after = [d for i, d in drifts if SPLICE <= i < SPLICE + 72]
+    assert after, f"no drift event after the splice: {[i for i, _ in drifts]}"
+    validator = Draft202012Validator(schema_for("vm.drift"))
+    for _, d in drifts:
+        validator.validate(orjson.loads(to_json(d)))
+    assert {d.metric for d in after} & {"cpu_pct", "net_rx_bytes_per_s", "memory_used_bytes"}

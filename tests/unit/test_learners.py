@@ -9,11 +9,8 @@ from __future__ import annotations
 import copy
 import pickle
 
-import pytest
-
 from agents.anomaly.classify import classify
 from agents.anomaly.vm import Verdict, VMDetector
-from agents.forecasters import MetricForecaster
 from agents.pipeline import PipelineConfig, new_state, process_event
 from schemas.records import METRIC_FIELDS, MetricEvent
 from streams.state_codec import StateCodec
@@ -84,29 +81,6 @@ def test_classify_names_the_explaining_metric() -> None:
                                              "net_rx_bytes_per_s", "net_tx_bytes_per_s")}
     assert classify(Verdict(0.6, "cpu_pct", "extreme", 1.0), flat) == "flatline"
     assert classify(Verdict(0.6, "cpu_pct", "extreme", -1.0), {}) == "unknown"
-
-
-def test_forecaster_round_trip_and_intervals(vm1_events: list[MetricEvent]) -> None:
-    fc = MetricForecaster()
-    assert fc.forecast(3) == [0.0, 0.0, 0.0]  # nothing learned: no IndexError from River
-    fc.learn_one(5.0)
-    assert fc.forecast(2) == [5.0, 5.0]
-    for e in vm1_events[:300]:
-        fc.learn_one(e.net_rx_bytes_per_s)
-    clone = pickle.loads(pickle.dumps(fc))
-    assert clone.forecast(12) == fc.forecast(12)
-    bands = fc.interval(12)
-    widths = [hi - lo for lo, hi, _, _ in bands]
-    assert widths == sorted(widths), "intervals widen with the horizon"
-    assert all(lo90 <= lo80 and hi80 <= hi90 for lo80, hi80, lo90, hi90 in bands)
-    assert all(v >= 0 for v in fc.forecast(12))
-
-
-def test_forecaster_tracks_a_trend() -> None:
-    fc = MetricForecaster()
-    for t in range(100):
-        fc.learn_one(10.0 + t)
-    assert fc.forecast(5)[-1] == pytest.approx(114.0, abs=1.0)
 
 
 def test_vm_state_stays_within_budget_and_bounded(vm1_events: list[MetricEvent]) -> None:

@@ -37,6 +37,7 @@ RECORD_OF: dict[str, type] = {
     "vm.alerts": records.Alert,
     "vm.forecasts": records.Forecast,
     "vm.recommendations": records.Recommendation,
+    "vm.drift": records.DriftEvent,
     "vm.deadletter": records.DeadLetter,
 }
 TOPICS = [spec.name for spec in ALL_TOPICS]
