@@ -97,16 +97,20 @@ class SeriesForecaster:
         for h_s, per_candidate in zip(wanted, paths, strict=True):
             h = self.horizons_s.index(h_s)
             point = per_candidate[self.chosen(h)]
-            out.append((max(0.0, point), self._band(h, point)))
+            out.append(self._with_band(h, point))
         return out
 
-    def _band(self, h: int, point: float) -> Band:
-        """The intervals around ``point``, never below 0 and always containing the point."""
+    def _with_band(self, h: int, point: float) -> tuple[float, Band]:
+        """The point and its intervals, never below 0. When the residuals have been lopsided
+        enough that the point falls outside its own 80 % interval, the point moves to the
+        interval's nearer edge (a bias correction) rather than the interval stretching."""
         s = self.scale[h]
         q = self.quantiles[h * len(QUANTILES):(h + 1) * len(QUANTILES)]
-        lo80, hi80 = min(point + s * q[0], point), max(point + s * q[1], point)
-        lo90, hi90 = min(point + s * q[2], lo80), max(point + s * q[3], hi80)
-        return (max(0.0, lo80), hi80, max(0.0, lo90), hi90)
+        a, b = max(0.0, point + s * q[0]), max(0.0, point + s * q[1])
+        lo80, hi80 = min(a, b), max(a, b)  # the two quantiles may cross while they settle
+        lo90 = max(0.0, min(point + s * q[2], lo80))
+        hi90 = max(point + s * q[3], hi80)
+        return min(max(point, lo80), hi80), (lo80, hi80, lo90, hi90)
 
     def forecast(self, horizon: int) -> list[float]:
         """River's verb: point forecasts at each configured horizon (``horizon`` of them)."""
