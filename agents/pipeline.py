@@ -188,7 +188,8 @@ def _detect(state: VMState, ev: MetricEvent, x: dict[str, float], cfg: PipelineC
         severity=inc.severity,  # type: ignore[arg-type]
         confidence=1.0 if resolved else round(0.5 + 0.5 * min(margin, 1.0), 3),
         score=round(verdict.score, 4), threshold=threshold, started_at=inc.started_at,
-        features=[] if resolved else det.explain(values), detector=DETECTOR_NAME))
+        features=[] if resolved else det.explain(values, focus=verdict.metric),
+        detector=DETECTOR_NAME))
 
 
 def _forecast(state: VMState, ev: MetricEvent, cfg: PipelineConfig, out: Outputs) -> None:

@@ -187,8 +187,10 @@ class VMDetector:
         self.__dict__.update(state)
         self.__dict__.setdefault("stuck", StuckRun())
 
-    def explain(self, values: Mapping[str, float], top: int = 3) -> list[FeatureContribution]:
-        """The ``top`` metrics furthest from their baseline (slow mean), in spreads."""
+    def explain(self, values: Mapping[str, float], top: int = 3,
+                focus: str = "") -> list[FeatureContribution]:
+        """The ``top`` metrics furthest from their baseline (slow mean), in spreads; the
+        ``focus`` metric (the one whose evidence raised the alert) first."""
         out = []
         for m, det in self.series.items():
             if m not in values:
@@ -197,7 +199,7 @@ class VMDetector:
             out.append(FeatureContribution(name=m, value=float(values[m]),
                                            baseline=round(det.slow.mean, 6),
                                            zscore=round(max(min(z, 1e6), -1e6), 3)))
-        out.sort(key=lambda c: abs(c.zscore), reverse=True)
+        out.sort(key=lambda c: (c.name != focus, -abs(c.zscore)))
         return out[:top]
 
 
