@@ -174,10 +174,10 @@ def _ours() -> Any:
     return SeriesForecaster()
 
 
-def run_vm(args: tuple[Path, list[Path], int, float | None, bool]
+def run_vm(args: tuple[list[Path], int, float | None, bool]
            ) -> dict[str, dict[str, dict[str, _Tally]]]:
     """Every forecaster over one VM: name -> metric -> horizon -> tally."""
-    _data, files, vm, days, with_baselines = args
+    files, vm, days, with_baselines = args
     samples = list(read_vm(files, vm))
     if days:
         samples = [s for s in samples if s["timestamp"] < samples[0]["timestamp"] + days * DAY_S]
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     files = bitbrains_files(args.data, args.vms)
-    jobs = [(args.data, paths, vm, args.days, not args.no_baselines)
+    jobs = [(paths, vm, args.days, not args.no_baselines)
             for vm, paths in files.items()]
     started = time.perf_counter()
     totals: dict[str, dict[str, dict[str, _Tally]]] = {}

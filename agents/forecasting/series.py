@@ -69,6 +69,7 @@ class SeriesForecaster:
         self.drift = drift.PageHinkley(min_instances=100, delta=0.1, threshold=50.0)
         self.drifts_total = 0
         self.drift_detected = False
+        self._now = 0.0  # newest sample's time, for River's forecast(horizon)
         self._decay = 0.5 ** (1.0 / _ERROR_HALFLIFE)
         self._scale_decay = 0.5 ** (1.0 / _SCALE_HALFLIFE)
 
@@ -132,8 +133,6 @@ class SeriesForecaster:
             while self.pending and timestamp - self.pending[0][0] > max(self.horizons_s) + \
                     self.grid_s:
                 self.pending.popleft()
-
-    _now = 0.0
 
     def _score(self, timestamp: float, y: float) -> None:
         k = len(CANDIDATES)

@@ -288,14 +288,19 @@ NOW = GOOD_METRIC["timestamp"] + 60.0
 DELETE = object()
 
 
-def metric(**changes: Any) -> bytes:
-    data = dict(GOOD_METRIC)
+def modified(base: dict[str, Any], changes: dict[str, Any]) -> bytes:
+    """``base`` with ``changes`` applied (a value of DELETE removes the field), as JSON."""
+    data = dict(base)
     for name, value in changes.items():
         if value is DELETE:
             del data[name]
         else:
             data[name] = value
     return orjson.dumps(data)
+
+
+def metric(**changes: Any) -> bytes:
+    return modified(GOOD_METRIC, changes)
 
 
 def schema_accepts(topic: str, payload: bytes) -> bool:
@@ -421,13 +426,7 @@ GOOD_FEEDBACK = load_schema("vm.feedback")["examples"][0]
 
 
 def feedback(**changes: Any) -> bytes:
-    data = dict(GOOD_FEEDBACK)
-    for name, value in changes.items():
-        if value is DELETE:
-            del data[name]
-        else:
-            data[name] = value
-    return orjson.dumps(data)
+    return modified(GOOD_FEEDBACK, changes)
 
 
 @pytest.mark.parametrize("payload", [
