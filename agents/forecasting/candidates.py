@@ -18,28 +18,39 @@ from __future__ import annotations
 
 from array import array
 from statistics import median
+from typing import Literal
+
+import numpy as np
+from river import time_series
 
 _DAY_S = 86400.0
 
 #: Rolling-median lengths, in samples.
 MEDIAN_LENGTHS = (3, 6, 12, 24, 48)
+#: Long rolling-median lengths, in cells of the periodic candidate's time grid (8 h, 24 h at
+#: the default 5 minutes).
+LONG_MEDIAN_CELLS = (96, 288)
 #: Exponential smoothing factors.
 EWMA_ALPHAS = (0.1, 0.3, 0.6)
 #: The candidates, in a fixed order (the order of every per-candidate array).
 CANDIDATES: tuple[str, ...] = (
     "last", *(f"ewma_{a:g}" for a in EWMA_ALPHAS), *(f"median_{n}" for n in MEDIAN_LENGTHS),
-    "daily",
+    *(f"median_{n}c" for n in LONG_MEDIAN_CELLS), "daily", "periodic", "holt_winters",
 )
+
+#: How many of :data:`CANDIDATES` (the first ones) forecast the same value at every horizon.
+N_FLAT = len(CANDIDATES) - 3
 
 
 class Ring:
-    """The last ``size`` values, oldest first, in a compact array."""
+    """The last ``size`` values, oldest first, in a compact array (``typecode`` ``"d"`` for
+    doubles, ``"f"`` for single precision where that is plenty)."""
 
     __slots__ = ("size", "values")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, typecode: Literal["d", "f"] = "d") -> None:
         self.size = size
-        self.values = array("d")
+        self.values: array[float] = array(typecode)
 
     def append(self, y: float) -> None:
         self.values.append(y)
@@ -49,13 +60,13 @@ class Ring:
     def __len__(self) -> int:
         return len(self.values)
 
-    def __getstate__(self) -> tuple[int, bytes]:
-        return (self.size, self.values.tobytes())
+    def __getstate__(self) -> tuple[int, str, bytes]:
+        return (self.size, self.values.typecode, self.values.tobytes())
 
-    def __setstate__(self, s: tuple[int, bytes]) -> None:
+    def __setstate__(self, s: tuple[int, str, bytes]) -> None:
         self.size = s[0]
-        self.values = array("d")
-        self.values.frombytes(s[1])
+        self.values = array(s[1])
+        self.values.frombytes(s[2])
 
 
 def median_of_last(ring: Ring, n: int) -> float:
@@ -75,7 +86,7 @@ class DailyProfile:
     def __init__(self, slots: int = 48, alpha: float = 0.2) -> None:
         self.slots = slots
         self.alpha = alpha
-        self.levels = array("d", [float("nan")] * slots)
+        self.levels = array("f", [float("nan")] * slots)
 
     def _slot(self, timestamp: float) -> int:
         return int((timestamp % _DAY_S) / _DAY_S * self.slots)
@@ -94,17 +105,173 @@ class DailyProfile:
 
     def __setstate__(self, s: tuple[int, float, bytes]) -> None:
         self.slots, self.alpha = s[0], s[1]
-        self.levels = array("d")
+        self.levels = array("f")
         self.levels.frombytes(s[2])
+
+
+class PeriodicNaive:
+    """Seasonal naive at a short period found by autocorrelation (a job every 40 minutes, a
+    batch every 3 hours, ...): the median of the values one, two and three periods before the
+    target time.
+
+    Values are kept on a ``cell_s`` grid (the newest sample of each cell), ``cells`` of them;
+    the period (2 to ``cells // 3`` cells) is re-estimated every ``every`` cells and kept only
+    when its autocorrelation exceeds ``min_acf``. Without one, it forecasts nothing (NaN).
+
+    >>> p = PeriodicNaive(cell_s=300.0)
+    >>> for i in range(200):
+    ...     p.learn_one(300.0 * i, 10.0 if i % 8 == 0 else 1.0)
+    >>> p.period, p.at(300.0 * 199, 300.0), p.at(300.0 * 199, 600.0)
+    (8, 10.0, 1.0)
+    """
+
+    __slots__ = ("cell_s", "cells", "every", "last_cell", "long_medians", "min_acf", "period",
+                 "ring", "since")
+
+    def __init__(self, cell_s: float = 300.0, cells: int = 288, every: int = 12,
+                 min_acf: float = 0.3) -> None:
+        self.cell_s = cell_s
+        self.cells = cells
+        self.every = every
+        self.min_acf = min_acf
+        self.ring = Ring(cells, "f")
+        self.last_cell = -1
+        self.period = 0
+        self.since = 0
+        self.long_medians = [float("nan")] * len(LONG_MEDIAN_CELLS)
+
+    def learn_one(self, timestamp: float, y: float) -> None:
+        cell = int(timestamp // self.cell_s)
+        if cell == self.last_cell and len(self.ring):
+            self.ring.values[-1] = y
+            return
+        gap = min(cell - self.last_cell, self.cells) if self.last_cell >= 0 else 1
+        for _ in range(max(gap, 1)):
+            self.ring.append(y)
+        self.last_cell = cell
+        self.since += 1
+        if self.since >= self.every or self.long_medians[0] != self.long_medians[0]:
+            # Both move slowly: refreshed every ``every`` cells.
+            self.since = 0
+            values = np.asarray(self.ring.values)
+            self.long_medians = [float(np.median(values[-n:])) for n in LONG_MEDIAN_CELLS]
+            if len(self.ring) >= self.cells // 2:
+                self.period = self._estimate(values)
+
+    @staticmethod
+    def _autocorrelation(values: np.ndarray) -> np.ndarray:
+        """Autocorrelation at lags 1 .. len // 3 (index 0 is lag 1); zeros for a flat series."""
+        x = values - values.mean()
+        denom = float(x @ x)
+        n = len(x)
+        if denom <= 0.0:
+            return np.zeros(n // 3)
+        return np.correlate(x, x, mode="full")[n:n + n // 3] / denom
+
+    def _estimate(self, values: np.ndarray) -> int:
+        acf = self._autocorrelation(values)
+        # A period is a local maximum of the autocorrelation above the bar (lag >= 2).
+        best, best_acf = 0, self.min_acf
+        for lag in range(2, len(acf)):
+            a = acf[lag - 1]
+            if a > best_acf and a >= acf[lag - 2] and (lag == len(acf) or a >= acf[lag]):
+                best, best_acf = lag, a
+        return best
+
+    def at(self, timestamp: float, horizon_s: float) -> float:
+        """The forecast for ``timestamp + horizon_s``, NaN without a period."""
+        p, n = self.period, len(self.ring)
+        if not p:
+            return float("nan")
+        ahead = int((timestamp + horizon_s) // self.cell_s) - self.last_cell
+        k0 = max(1, -(-ahead // p))
+        past = [self.ring.values[n - 1 + ahead - k * p] for k in range(k0, k0 + 3)
+                if 0 <= n - 1 + ahead - k * p < n]
+        return float(median(past)) if past else float("nan")
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.cell_s, self.cells, self.every, self.min_acf, self.ring, self.last_cell,
+                self.period, self.since, self.long_medians)
+
+    def __setstate__(self, s: tuple[object, ...]) -> None:
+        (self.cell_s, self.cells, self.every, self.min_acf, self.ring, self.last_cell,
+         self.period, self.since, self.long_medians) = s  # type: ignore[assignment]
+
+
+class HourlyHoltWinters:
+    """River's additive Holt-Winters with a daily season, on hourly means.
+
+    One update an hour keeps it cheap and its state at 24 seasonal values whatever the
+    reporting rate. River's ``forecast()`` raises IndexError until a full season has been
+    learned: until then it forecasts nothing (NaN) and selection uses the other candidates.
+
+    >>> hw = HourlyHoltWinters()
+    >>> for i in range(24 * 12 * 10):
+    ...     hw.learn_one(300.0 * i, 50.0 + (20.0 if (i // 12) % 24 >= 12 else 0.0))
+    >>> round(hw.at(300.0 * 2879, 0.0)), round(hw.at(300.0 * 2879, 300.0))
+    (71, 51)
+    """
+
+    __slots__ = ("count", "hour", "model", "path", "total")
+
+    def __init__(self, alpha: float = 0.1, beta: float = 0.01, gamma: float = 0.5) -> None:
+        self.model = time_series.HoltWinters(alpha=alpha, beta=beta, gamma=gamma,
+                                             seasonality=24)
+        self.hour = -1
+        self.total = 0.0
+        self.count = 0
+        self.path: list[float] = []
+
+    def learn_one(self, timestamp: float, y: float) -> None:
+        hour = int(timestamp // 3600.0)
+        if hour != self.hour and self.count:
+            started = self.model._initialized
+            # Shifted by one (and back in the forecasts): River divides by the first day's
+            # mean while it starts, which must not be 0 for a series that starts idle.
+            self.model.learn_one(self.total / self.count + 1.0)
+            self.total, self.count = 0.0, 0
+            if self.model._initialized and not started:
+                self._additive_start()
+            try:
+                self.path = [float(v) - 1.0 for v in self.model.forecast(horizon=3)]
+            except IndexError:  # not a full season yet
+                self.path = []
+        self.hour = hour
+        self.total += y
+        self.count += 1
+
+    def _additive_start(self) -> None:
+        """River (0.26) starts an additive season with ratios to the first day's mean
+        (``y / level``), which biases the first days; restart it with differences."""
+        model = self.model
+        level = model.level[-1]
+        season = model.season
+        assert season is not None  # built with a seasonality
+        season.clear()
+        season.extend(y - level for y in model._first_values)
+        model._first_values = []
+
+    def at(self, timestamp: float, horizon_s: float) -> float:
+        """The forecast for the hour holding ``timestamp + horizon_s``; NaN before a season."""
+        ahead = int((timestamp + horizon_s) // 3600.0) - self.hour
+        return self.path[ahead] if 0 <= ahead < len(self.path) else float("nan")
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.model, self.hour, self.total, self.count, self.path)
+
+    def __setstate__(self, s: tuple[object, ...]) -> None:
+        self.model, self.hour, self.total, self.count, self.path = s  # type: ignore[assignment]
 
 
 class CandidateSet:
     """Every candidate of :data:`CANDIDATES` for one series."""
 
     def __init__(self) -> None:
-        self.ring = Ring(max(MEDIAN_LENGTHS))
+        self.ring = Ring(max(MEDIAN_LENGTHS), "f")
         self.ewma = array("d", [0.0] * len(EWMA_ALPHAS))
         self.profile = DailyProfile()
+        self.periodic = PeriodicNaive()
+        self.holt_winters = HourlyHoltWinters()
         self.n = 0
 
     def learn_one(self, timestamp: float, y: float) -> None:
@@ -112,14 +279,23 @@ class CandidateSet:
         for i, a in enumerate(EWMA_ALPHAS):
             self.ewma[i] = y if self.n == 0 else self.ewma[i] + a * (y - self.ewma[i])
         self.profile.learn_one(timestamp, y)
+        self.periodic.learn_one(timestamp, y)
+        self.holt_winters.learn_one(timestamp, y)
         self.n += 1
 
     def flat(self) -> list[float]:
-        """The flat candidates' forecasts (all but ``daily``), in :data:`CANDIDATES` order."""
+        """The flat candidates' forecasts (the first :data:`N_FLAT`), in :data:`CANDIDATES`
+        order."""
         last = self.ring.values[-1] if self.n else 0.0
-        return [last, *self.ewma, *(median_of_last(self.ring, n) for n in MEDIAN_LENGTHS)]
+        return [last, *self.ewma, *(median_of_last(self.ring, n) for n in MEDIAN_LENGTHS),
+                *(v if v == v else last for v in self.periodic.long_medians)]
 
     def forecast(self, timestamp: float, horizons_s: list[float]) -> list[list[float]]:
         """Per horizon, every candidate's forecast in :data:`CANDIDATES` order."""
         flat = self.flat()
-        return [[*flat, self.profile.at(timestamp + h, flat[0])] for h in horizons_s]
+        out = []
+        for h in horizons_s:
+            timed = (self.periodic.at(timestamp, h), self.holt_winters.at(timestamp, h))
+            out.append([*flat, self.profile.at(timestamp + h, flat[0]),
+                        *(flat[0] if v != v else max(0.0, v) for v in timed)])
+        return out

@@ -24,20 +24,62 @@ True
 
 from __future__ import annotations
 
+import math
 from array import array
-from collections import deque
 from collections.abc import Sequence
 
 from river import drift
 
-from agents.forecasting.candidates import CANDIDATES, CandidateSet
+from agents.forecasting.candidates import CANDIDATES, N_FLAT, CandidateSet
+
+#: What selection chooses from: every candidate, then their learned combination.
+MODELS: tuple[str, ...] = (*CANDIDATES, "combo")
 
 #: (lower, upper) quantiles of the 80 % and 90 % intervals.
 QUANTILES = (0.10, 0.90, 0.05, 0.95)
 _ERROR_HALFLIFE = 288.0  # scored forecasts (a day at a 5-minute grid)
 _QUANTILE_RATE = 0.02
 _SCALE_HALFLIFE = 48.0  # scored forecasts
+_COMBO_RATE = 0.05  # exponentiated-gradient step, per scored forecast
+_WIDEN_RATE = 0.01  # adaptive conformal step on the log width, per scored forecast
 Band = tuple[float, float, float, float]
+
+
+class Pending:
+    """Forecasts awaiting their target time: rows of ``width`` single-precision values in one
+    flat array, with when each was made and which horizons have been scored (a bit each)."""
+
+    __slots__ = ("made_at", "mask", "values", "width")
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.made_at = array("d")
+        self.mask = array("B")
+        self.values = array("f")
+
+    def append(self, made_at: float, row: Sequence[float]) -> None:
+        self.made_at.append(made_at)
+        self.mask.append(0)
+        self.values.extend(row)
+
+    def popleft(self) -> None:
+        del self.made_at[0], self.mask[0], self.values[:self.width]
+
+    def row(self, i: int) -> array[float]:
+        return self.values[i * self.width:(i + 1) * self.width]
+
+    def __len__(self) -> int:
+        return len(self.made_at)
+
+    def __getstate__(self) -> tuple[int, bytes, bytes, bytes]:
+        return (self.width, self.made_at.tobytes(), self.mask.tobytes(), self.values.tobytes())
+
+    def __setstate__(self, s: tuple[int, bytes, bytes, bytes]) -> None:
+        self.width = s[0]
+        self.made_at, self.mask, self.values = array("d"), array("B"), array("f")
+        self.made_at.frombytes(s[1])
+        self.mask.frombytes(s[2])
+        self.values.frombytes(s[3])
 
 
 class SeriesForecaster:
@@ -57,14 +99,18 @@ class SeriesForecaster:
         self.horizons_s = tuple(float(h) for h in horizons_s)
         self.grid_s = float(grid_s or min(self.horizons_s))
         self.candidates = CandidateSet()
-        k, n_h = len(CANDIDATES), len(self.horizons_s)
-        self.errors = array("d", [0.0] * (k * n_h))  # EW mean |error|, [horizon][candidate]
+        k, n_h = len(MODELS), len(self.horizons_s)
+        self.errors = array("f", [0.0] * (k * n_h))  # EW mean |error|, [horizon][model]
+        k_c = len(CANDIDATES)
+        self.weights = array("f", [1.0 / k_c] * (k_c * n_h))  # combo weights, [horizon][cand]
         self.scored = array("d", [0.0] * n_h)  # EW weight behind each horizon's errors
         self.quantiles = array("d", [0.0] * (len(QUANTILES) * n_h))
         self.scale = array("d", [0.0] * n_h)  # EW mean |residual| of the chosen forecast
-        #: (made at, forecasts, scored mask). Forecasts: the flat candidates' values (the same
-        #: at every horizon), then per horizon the daily profile's and the chosen one's.
-        self.pending: deque[tuple[float, array[float], int]] = deque()
+        self.widen = array("d", [0.0] * (2 * n_h))  # log width factor, [horizon][80 %, 90 %]
+        #: Forecasts awaiting their target time. A row: the flat candidates' values (the same
+        #: at every horizon), then per horizon the timed candidates' (daily, periodic,
+        #: Holt-Winters), the combination's and the chosen one's.
+        self.pending = Pending(N_FLAT + (k - N_FLAT + 1) * n_h)
         self.last_grid = float("-inf")
         self.drift = drift.PageHinkley(min_instances=100, delta=0.1, threshold=50.0)
         self.drifts_total = 0
@@ -75,15 +121,15 @@ class SeriesForecaster:
 
     # -- selection -------------------------------------------------------------------------
     def chosen(self, h: int) -> int:
-        """Index in :data:`CANDIDATES` of the candidate used at horizon index ``h``."""
-        k = len(CANDIDATES)
+        """Index in :data:`MODELS` of the model used at horizon index ``h``."""
+        k = len(MODELS)
         if self.scored[h] < 3:
             return CANDIDATES.index("median_6")
         row = self.errors[h * k:(h + 1) * k]
         return min(range(k), key=row.__getitem__)
 
     def chosen_name(self, h: int = 0) -> str:
-        return CANDIDATES[self.chosen(h)]
+        return MODELS[self.chosen(h)]
 
     # -- River verbs -----------------------------------------------------------------------
     def forecast_at(self, timestamp: float, horizons_s: Sequence[float] | None = None
@@ -97,20 +143,26 @@ class SeriesForecaster:
         out = []
         for h_s, per_candidate in zip(wanted, paths, strict=True):
             h = self.horizons_s.index(h_s)
-            point = per_candidate[self.chosen(h)]
+            point = self._models(h, per_candidate)[self.chosen(h)]
             out.append(self._with_band(h, point))
         return out
+
+    def _models(self, h: int, per_candidate: list[float]) -> list[float]:
+        """Every model's forecast at horizon index ``h``: the candidates', then the combo's."""
+        k = len(CANDIDATES)
+        w = self.weights[h * k:(h + 1) * k]
+        return [*per_candidate, sum(wi * f for wi, f in zip(w, per_candidate, strict=True))]
 
     def _with_band(self, h: int, point: float) -> tuple[float, Band]:
         """The point and its intervals, never below 0. When the residuals have been lopsided
         enough that the point falls outside its own 80 % interval, the point moves to the
         interval's nearer edge (a bias correction) rather than the interval stretching."""
-        s = self.scale[h]
+        s80, s90 = (self.scale[h] * math.exp(w) for w in self.widen[2 * h:2 * h + 2])
         q = self.quantiles[h * len(QUANTILES):(h + 1) * len(QUANTILES)]
-        a, b = max(0.0, point + s * q[0]), max(0.0, point + s * q[1])
+        a, b = max(0.0, point + s80 * q[0]), max(0.0, point + s80 * q[1])
         lo80, hi80 = min(a, b), max(a, b)  # the two quantiles may cross while they settle
-        lo90 = max(0.0, min(point + s * q[2], lo80))
-        hi90 = max(point + s * q[3], hi80)
+        lo90 = max(0.0, min(point + s90 * q[2], lo80))
+        hi90 = max(point + s90 * q[3], hi80)
         return min(max(point, lo80), hi80), (lo80, hi80, lo90, hi90)
 
     def forecast(self, horizon: int) -> list[float]:
@@ -126,33 +178,76 @@ class SeriesForecaster:
         if timestamp - self.last_grid >= self.grid_s:
             self.last_grid = timestamp
             paths = self.candidates.forecast(timestamp, list(self.horizons_s))
-            packed = array("f", paths[0][:-1])  # the flat candidates
+            packed = paths[0][:N_FLAT]  # the flat candidates
             for h, per_candidate in enumerate(paths):
-                packed.extend((per_candidate[-1], per_candidate[self.chosen(h)]))
-            self.pending.append((timestamp, packed, 0))
-            while self.pending and timestamp - self.pending[0][0] > max(self.horizons_s) + \
+                models = self._models(h, per_candidate)
+                packed.extend((*models[N_FLAT:], models[self.chosen(h)]))
+            self.pending.append(timestamp, packed)
+            while self.pending and timestamp - self.pending.made_at[0] > max(self.horizons_s) + \
                     self.grid_s:
                 self.pending.popleft()
 
     def _score(self, timestamp: float, y: float) -> None:
-        k = len(CANDIDATES)
+        k = len(MODELS)
         tolerance = self.grid_s / 2.0
-        for idx, (made_at, paths, mask) in enumerate(self.pending):
+        pending = self.pending
+        for idx in range(len(pending)):
+            made_at, mask = pending.made_at[idx], pending.mask[idx]
+            if made_at + self.horizons_s[0] - timestamp > tolerance:
+                break  # rows are in time order: later ones are not due either
+            paths = pending.row(idx)
             for h, h_s in enumerate(self.horizons_s):
                 if mask & (1 << h) or abs(made_at + h_s - timestamp) > tolerance:
                     continue
                 mask |= 1 << h
-                at = k - 1 + 2 * h  # this horizon's daily and chosen forecasts
-                forecasts = [*paths[:k - 1], paths[at], paths[at + 1]]
+                # this horizon's timed candidates', the combination's and the chosen forecasts
+                at = N_FLAT + (k - N_FLAT + 1) * h
+                forecasts = [*paths[:N_FLAT], *paths[at:at + k - N_FLAT + 1]]
                 d = self._decay
                 for c in range(k):
                     i = h * k + c
                     self.errors[i] = d * self.errors[i] + (1 - d) * abs(y - forecasts[c])
                 self.scored[h] = d * self.scored[h] + 1.0
+                self._update_weights(h, forecasts[:k - 1], forecasts[k - 1], y)
+                self._update_widths(h, forecasts[k], y)
                 self._update_quantiles(h, y - forecasts[k])
                 if h == 0:
                     self._watch_drift(abs(y - forecasts[k]))
-            self.pending[idx] = (made_at, paths, mask)
+            pending.mask[idx] = mask
+
+    def _update_weights(self, h: int, candidates: Sequence[float], combo: float,
+                        y: float) -> None:
+        """One exponentiated-gradient step on the absolute error of the combination: weight
+        moves towards the candidates on the actual's side of the combined forecast."""
+        scale = self.scale[h]
+        if not scale or combo == y:
+            return
+        k = len(CANDIDATES)
+        w = self.weights
+        sign = 1.0 if combo > y else -1.0
+        base = h * k
+        for c in range(k):
+            g = max(-3.0, min(3.0, sign * (candidates[c] - combo) / scale))
+            w[base + c] *= math.exp(-_COMBO_RATE * g)
+        total = sum(w[base:base + k])
+        for c in range(k):
+            w[base + c] = max(w[base + c] / total, 1e-4)
+
+    def _update_widths(self, h: int, point: float, y: float) -> None:
+        """Adaptive conformal inference (Gibbs & Candes, 2021) on each interval's width: wider
+        after a miss, narrower after a hit, so coverage converges to its level even where the
+        residual quantiles cannot get it right alone (ties: a series that often repeats its
+        value exactly, such as a disk idle at 0, is covered by any interval at those times, so
+        its coverage cannot fall below the share of exact repeats; the widths shrink towards
+        it)."""
+        if not self.scale[h]:
+            return
+        _, (lo80, hi80, lo90, hi90) = self._with_band(h, point)
+        for j, (lo, hi, miss_rate) in enumerate(((lo80, hi80, 0.2), (lo90, hi90, 0.1))):
+            missed = 0.0 if lo <= y <= hi else 1.0
+            i = 2 * h + j
+            self.widen[i] = max(-3.0, min(3.0, self.widen[i] + _WIDEN_RATE * (missed - miss_rate)
+                                          / miss_rate))
 
     def _update_quantiles(self, h: int, residual: float) -> None:
         """Quantiles of the residual in units of its recent size (locally weighted conformal):
