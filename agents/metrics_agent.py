@@ -14,14 +14,24 @@ from mode.types.signals import BaseSignalT
 
 from agents.pipeline import PipelineConfig
 from agents.processor import BatchResult, Inbound, MetricsProcessor
+from agents.scaling.placement import HostState, apply_report
+from agents.scaling.sizing import SizingConfig
+from schemas.records import to_json
+from schemas.validate import Rejected, dead_letter, decode_host_report
 from streams.state_codec import StateCodec
-from streams.tables import class_feedback_table, vm_state_table
+from streams.tables import (
+    class_feedback_table,
+    host_directory_table,
+    hosts_table,
+    vm_state_table,
+)
 from streams.topics import (
     alerts_topic,
     deadletter_topic,
     drift_topic,
     feedback_topic,
     forecasts_topic,
+    host_usage_topic,
     metrics_topic,
     recommendations_topic,
 )
@@ -40,9 +50,13 @@ def pipeline_config(settings: Any) -> PipelineConfig:
         forecast_interval_s=settings.forecast_interval_s,
         alert_threshold=settings.alert_threshold,
         resolve_after_events=settings.resolve_after_events,
-        scale_up_cpu_pct=settings.scale_up_cpu_pct,
-        scale_down_cpu_pct=settings.scale_down_cpu_pct,
-        scale_up_memory_pct=settings.scale_up_memory_pct,
+        sizing=SizingConfig(
+            cpu_quantile=settings.cpu_quantile, cpu_margin=settings.cpu_margin,
+            cpu_window_s=settings.sizing_window_s, memory_margin=settings.memory_margin,
+            memory_window_s=settings.sizing_window_s, stabilization_s=settings.stabilization_s,
+            cooldown_s=settings.cooldown_s),
+        recommendation_valid_s=settings.recommendation_valid_s,
+        host_report_interval_s=settings.host_report_interval_s,
     )
 
 
@@ -51,6 +65,8 @@ def register_agents(service: Service) -> None:
     app, settings = service.app, service.settings
     state_table = service.tables[vm_state_table.name]
     fleet_table = service.tables[class_feedback_table.name]
+    hosts = service.tables[hosts_table.name]
+    host_directory = service.tables[host_directory_table.name]
     topics = service.topics
     if settings.signing_key_is_default:
         log.warning("NOVACRON_STATE_SIGNING_KEY is not set: learned state is signed with the "
@@ -59,6 +75,7 @@ def register_agents(service: Service) -> None:
         pipeline_config(settings), StateCodec(settings.state_signing_key.encode()),
         load_state=state_table.get, metrics=service.metrics,
         load_fleet=lambda: list(fleet_table.items()),
+        load_hosts=lambda: list(host_directory.items()),
         max_message_bytes=settings.max_message_bytes,
         max_future_skew_s=settings.max_future_skew_s)
     service.processor = processor
@@ -76,6 +93,7 @@ def register_agents(service: Service) -> None:
                               (forecasts_topic.name, result.forecasts),
                               (drift_topic.name, result.drifts),
                               (recommendations_topic.name, result.recommendations),
+                              (host_usage_topic.name, result.host_reports),
                               (deadletter_topic.name, result.deadletters),
                               (rekey_topic, result.rekeyed)):
             topic = topics[name]
@@ -127,3 +145,49 @@ def register_agents(service: Service) -> None:
                 result = processor.process_feedback(batch, now=time.time())
                 await publish(result, events, feedback_topic.name)
 
+
+    @app.agent(topics[host_usage_topic.name], name="track_hosts")
+    async def track_hosts(stream: Any) -> None:
+        """Keep each host's VMs from their reports: the ``hosts`` table (routed views) and
+        the ``host-directory`` GlobalTable (placement on every worker)."""
+        async for events in stream.take_events(settings.batch_max_events,
+                                               within=settings.batch_within_s):
+            latest: dict[bytes, tuple[int, HostState]] = {}
+            async with turn:
+                _current_event.set(None)
+                for i, event in enumerate(events):
+                    msg = event.message
+                    report = decode_host_report(msg.value,
+                                                max_bytes=settings.max_message_bytes)
+                    if isinstance(report, Rejected):
+                        await _refuse(report, msg)
+                        continue
+                    key = report.host_id.encode()
+                    known = latest[key][1] if key in latest else _load_host(key)
+                    latest[key] = (i, apply_report(
+                        known, report, cpu_cores=settings.host_cpu_cores,
+                        memory_bytes=settings.host_memory_bytes,
+                        ttl_s=settings.host_report_ttl_s))
+                    service.metrics.host_reports.inc()
+                for key, (index, host) in latest.items():
+                    # Tied to the host's last report: the changelog partition of its key.
+                    _current_event.set(weakref.ref(events[index]))
+                    hosts[key] = host.to_json()
+                    host_directory[key] = host.to_json()
+                _current_event.set(None)
+
+    def _load_host(key: bytes) -> HostState | None:
+        raw = hosts.get(key)
+        if raw is None:
+            return None
+        try:
+            return HostState.from_json(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("unreadable host state %s: %s", key.decode(errors="replace"), exc)
+            return None
+
+    async def _refuse(rejected: Rejected, msg: Any) -> None:
+        dl = dead_letter(rejected, msg.value, key=msg.key, topic=msg.topic,
+                         partition=msg.partition, offset=msg.offset, received_at=time.time())
+        await topics[deadletter_topic.name].send(key=msg.key, value=to_json(dl))
+        service.metrics.events_deadlettered.labels(reason=rejected.reason).inc()

@@ -43,12 +43,15 @@ from agents.anomaly.incidents import IncidentTracker, severity
 from agents.anomaly.series import squash
 from agents.anomaly.vm import Verdict, VMDetector
 from agents.forecasting.vm import VMForecaster
-from agents.recommender import ScalingRule
+from agents.scaling.placement import HostState
+from agents.scaling.recommender import VMRecommender
+from agents.scaling.sizing import SizingConfig
 from schemas.records import (
     Alert,
     DriftEvent,
     Feedback,
     Forecast,
+    HostReport,
     MetricEvent,
     Recommendation,
 )
@@ -67,9 +70,9 @@ class PipelineConfig:
     forecast_interval_s: float = 300.0
     alert_threshold: float = 0.4
     resolve_after_events: int = 3
-    scale_up_cpu_pct: float = 80.0
-    scale_down_cpu_pct: float = 10.0
-    scale_up_memory_pct: float = 90.0
+    sizing: SizingConfig = field(default_factory=SizingConfig)
+    recommendation_valid_s: float = 900.0
+    host_report_interval_s: float = 60.0
 
 
 @dataclass
@@ -80,8 +83,11 @@ class VMState:
     detector: VMDetector
     incidents: IncidentTracker
     forecasters: VMForecaster
-    scaling: ScalingRule
+    scaling: VMRecommender
     host_id: str = ""
+    #: when the VM last reported to its host (event time), and to which host
+    last_host_report_at: float = -math.inf
+    reported_host: str = ""
     events_total: int = 0
     last_forecast_at: float = -math.inf
     #: what operator verdicts taught this VM (agents.anomaly.feedback)
@@ -103,6 +109,7 @@ class Outputs:
     forecasts: list[Forecast] = field(default_factory=list)
     recommendations: list[Recommendation] = field(default_factory=list)
     drifts: list[DriftEvent] = field(default_factory=list)
+    host_reports: list[HostReport] = field(default_factory=list)
 
 
 def new_state(cfg: PipelineConfig) -> VMState:
@@ -111,9 +118,7 @@ def new_state(cfg: PipelineConfig) -> VMState:
         detector=VMDetector(),
         incidents=IncidentTracker(resolve_after=cfg.resolve_after_events),
         forecasters=VMForecaster(cfg.forecast_horizons_s),
-        scaling=ScalingRule(scale_up_cpu_pct=cfg.scale_up_cpu_pct,
-                            scale_down_cpu_pct=cfg.scale_down_cpu_pct,
-                            scale_up_memory_pct=cfg.scale_up_memory_pct),
+        scaling=VMRecommender(cfg.sizing, valid_for_s=cfg.recommendation_valid_s),
     )
 
 
@@ -207,11 +212,32 @@ def _forecast(state: VMState, ev: MetricEvent, cfg: PipelineConfig, out: Outputs
     out.forecasts.extend(fc.forecasts(ev.vm_id, ev.host_id, ev.timestamp, step_s))
 
 
+def _report_to_host(state: VMState, ev: MetricEvent, cfg: PipelineConfig, out: Outputs,
+                    changed: bool) -> None:
+    """Tell the VM's host what it holds and uses, every ``host_report_interval_s`` (and at
+    once after a recommendation); a VM that moved tells its old host it left."""
+    if state.reported_host and state.reported_host != ev.host_id:
+        out.host_reports.append(HostReport(
+            host_id=state.reported_host, vm_id=ev.vm_id, timestamp=ev.timestamp, vcpus=0.0,
+            memory_bytes=0.0, cpu_cores_used=0.0, memory_used_bytes=0.0, gone=True))
+        changed = True
+    if not changed and ev.timestamp - state.last_host_report_at < cfg.host_report_interval_s:
+        return
+    state.last_host_report_at = ev.timestamp
+    state.reported_host = ev.host_id
+    out.host_reports.append(HostReport(
+        host_id=ev.host_id, vm_id=ev.vm_id, timestamp=ev.timestamp, vcpus=float(ev.vcpus),
+        memory_bytes=ev.memory_total_bytes, cpu_cores_used=ev.cpu_pct * ev.vcpus / 100.0,
+        memory_used_bytes=ev.memory_used_bytes, anti_affinity_group=ev.anti_affinity_group))
+
+
 def process_event(state: VMState, ev: MetricEvent, cfg: PipelineConfig,
-                  fleet: ClassSensitivity | None = None) -> Outputs:
+                  fleet: ClassSensitivity | None = None,
+                  hosts: Mapping[str, HostState] | None = None) -> Outputs:
     """Update ``state`` with one event and return the records to publish.
 
     ``fleet``: the fleet-wide verdicts per anomaly class (none: no fleet adjustment).
+    ``hosts``: every known host, for placement (none: recommend without placement).
     """
     out = Outputs()
     state.host_id = ev.host_id
@@ -222,9 +248,10 @@ def process_event(state: VMState, ev: MetricEvent, cfg: PipelineConfig,
         return out  # late or replayed sample: counted, not learned twice
     _detect(state, ev, x, cfg, out, fleet)
     _forecast(state, ev, cfg, out)
-    rec = state.scaling.recommend(ev, x)
+    rec = state.scaling.recommend(ev, state.forecasters, hosts)
     if rec is not None:
         out.recommendations.append(rec)
+    _report_to_host(state, ev, cfg, out, changed=rec is not None)
     return out
 
 
@@ -243,3 +270,26 @@ def apply_feedback(state: VMState, feedback: Feedback, cfg: PipelineConfig
     changed = state.sensitivity.learn(record, feedback.verdict,
                                       z_for_score(cfg.alert_threshold), now)
     return record, changed
+
+
+def vm_view(vm_id: str, state: VMState) -> dict[str, Any]:
+    """The JSON view of ``GET /vms/{vm_id}``: latest features, forecasts, pattern, latest
+    recommendation and open incident."""
+    ts = state.features.last_ts
+    step_s = state.features.step_s
+    forecasts = (state.forecasters.forecasts(vm_id, state.host_id, ts, step_s)
+                 if ts is not None and step_s > 0 else [])
+    open_incident = state.incidents.open
+    rec = state.scaling.last
+    return {
+        "vm_id": vm_id,
+        "host_id": state.host_id,
+        "events_total": state.events_total,
+        "last_timestamp": ts,
+        "features": state.features.features(ts) if ts is not None else {},
+        "forecasts": [dataclasses.asdict(f) for f in forecasts],
+        "pattern": state.scaling.patterns.pattern,
+        "pattern_detail": state.scaling.patterns.describe(),
+        "recommendation": dataclasses.asdict(rec) if rec is not None else None,
+        "open_incidents": [dataclasses.asdict(open_incident)] if open_incident else [],
+    }

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 from agents.anomaly.feedback import ClassSensitivity
 from agents.pipeline import PipelineConfig, VMState, apply_feedback, new_state, process_event
+from agents.scaling.patterns import PATTERNS
+from agents.scaling.placement import HostState
 from schemas.records import to_json
 from schemas.validate import Rejected, dead_letter, decode_feedback, decode_metric, incident_vm_id
 from streams.observability import WorkerMetrics
@@ -48,6 +50,8 @@ class BatchResult:
     forecasts: list[tuple[bytes, bytes]] = field(default_factory=list)
     drifts: list[tuple[bytes, bytes]] = field(default_factory=list)
     recommendations: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: host reports, keyed by host_id (topic vm.host-usage)
+    host_reports: list[tuple[bytes, bytes]] = field(default_factory=list)
     deadletters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     rekeyed: list[tuple[bytes, bytes]] = field(default_factory=list)
     #: vm key -> (index in the batch of that VM's last message, encoded state)
@@ -70,12 +74,16 @@ class MetricsProcessor:
     def __init__(self, cfg: PipelineConfig, codec: StateCodec,
                  load_state: Callable[[bytes], bytes | None], metrics: WorkerMetrics, *,
                  load_fleet: Callable[[], Iterable[tuple[bytes, bytes]]] | None = None,
+                 load_hosts: Callable[[], Iterable[tuple[bytes, bytes]]] | None = None,
                  max_message_bytes: int = 65536, max_future_skew_s: float = 300.0) -> None:
         self.cfg = cfg
         self.codec = codec
         self.load_state = load_state
         #: every (key, signed ClassSensitivity) of the class-feedback table
         self.load_fleet = load_fleet
+        #: every (host_id, HostState JSON) of the host-directory table
+        self.load_hosts = load_hosts
+        self._hosts: dict[bytes, tuple[bytes, HostState | None]] = {}
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
         self.max_future_skew_s = max_future_skew_s
@@ -109,6 +117,11 @@ class MetricsProcessor:
             return None
         self.cache[key] = loaded
         return loaded
+
+    def state_of(self, key: bytes) -> VMState | None:
+        """The VM's current state (cached, or from this worker's table partitions), or None
+        for a VM this worker has never seen."""
+        return self._stored_state(key)
 
     def _state(self, key: bytes) -> VMState:
         state = self._stored_state(key)
@@ -147,6 +160,36 @@ class MetricsProcessor:
             self.metrics.class_factor.labels(anomaly_class=anomaly_class).set(
                 self.fleet.factor(anomaly_class))
 
+    def count_patterns(self) -> dict[str, int]:
+        """VMs in the cache per workload pattern; also sets the ``vm_patterns`` gauge."""
+        counts: dict[str, int] = dict.fromkeys(PATTERNS, 0)
+        for state in self.cache.values():
+            pattern = state.scaling.patterns.pattern
+            counts[pattern] = counts.get(pattern, 0) + 1
+        for name, n in counts.items():
+            self.metrics.vm_patterns.labels(pattern=name).set(n)
+        return counts
+
+    def hosts(self) -> dict[str, HostState] | None:
+        """Every known host as the host-directory table has it (decoding only values that
+        changed); None without a directory."""
+        if self.load_hosts is None:
+            return None
+        parts: dict[bytes, tuple[bytes, HostState | None]] = {}
+        for key, raw in self.load_hosts():
+            known = self._hosts.get(key)
+            if known is not None and known[0] == raw:
+                parts[key] = known
+                continue
+            try:
+                parts[key] = (raw, HostState.from_json(raw))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("unreadable host-directory entry %s: %s",
+                          key.decode(errors="replace"), exc)
+                parts[key] = (raw, None)
+        self._hosts = parts
+        return {h.host_id: h for _, h in parts.values() if h is not None}
+
     def _deadletter(self, result: BatchResult, msg: Inbound, rejected: Rejected,
                     now: float) -> None:
         dl = dead_letter(rejected, msg.value, key=msg.key, topic=msg.topic,
@@ -159,6 +202,7 @@ class MetricsProcessor:
         result = BatchResult()
         touched: dict[bytes, int] = {}
         fleet = self.refresh_fleet()
+        hosts = self.hosts()
         for i, msg in enumerate(batch):
             self.metrics.events_in.labels(topic=msg.topic).inc()
             ev = decode_metric(msg.value, now=now, max_bytes=self.max_message_bytes,
@@ -171,11 +215,15 @@ class MetricsProcessor:
                 result.rekeyed.append((key, msg.value))
                 self.metrics.events_rekeyed.inc()
                 continue
-            out = process_event(self._state(key), ev, self.cfg, fleet)
+            out = process_event(self._state(key), ev, self.cfg, fleet, hosts)
             result.alerts.extend((key, to_json(a)) for a in out.alerts)
             result.forecasts.extend((key, to_json(f)) for f in out.forecasts)
             result.drifts.extend((key, to_json(d)) for d in out.drifts)
             result.recommendations.extend((key, to_json(r)) for r in out.recommendations)
+            result.host_reports.extend((h.host_id.encode(), to_json(h))
+                                       for h in out.host_reports)
+            for r in out.recommendations:
+                self.metrics.recommendations.labels(action=r.action).inc()
             touched[key] = i
             result.processed += 1
         self.metrics.events_processed.inc(result.processed)

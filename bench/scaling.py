@@ -46,6 +46,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.placement_replay import replay as replay_placement  # noqa: E402
 from bench.scaling_policies import (  # noqa: E402
     DAY_S,
     GIB,
@@ -106,12 +107,6 @@ def ours_available() -> bool:
         print(f"warning: {exc}; skipping the {OURS!r} policy", file=sys.stderr)
         return False
     return True
-
-
-def placement_check() -> int | None:
-    """Hook for the placement replay: the number of overcommitted targets, or None while no
-    placement replay exists."""
-    return None
 
 
 @dataclass
@@ -222,6 +217,9 @@ class VMResult:
     tallies: dict[str, dict[str, Tally]]
     mean_cpu: float
     window: dict[str, FloatArray] = field(default_factory=dict)  # the plotted stretch
+    #: (time, vm, cores, bytes) of each allocation our policy set, for the placement replay
+    changes: list[tuple[float, int, float, float]] = field(default_factory=list)
+    provisioned: tuple[float, float] = (0.0, 0.0)
 
 
 def run_vm(job: tuple[list[Path], int, float | None, list[str], float]) -> VMResult:
@@ -234,12 +232,19 @@ def run_vm(job: tuple[list[Path], int, float | None, list[str], float]) -> VMRes
     in_window = (trace.t >= start) & (trace.t < start + plot_days * DAY_S)
     window = {"t": trace.t[in_window], "cpu": trace.cpu[in_window],
               "memory": trace.mem[in_window]}
+    changes: list[tuple[float, int, float, float]] = []
     for name in names:
         cores, mem = allocations(name, trace) if len(trace.t) else (np.empty(0), np.empty(0))
         tallies[name] = {"cpu": score(trace.t, trace.cpu, cores, scored_from),
                          "memory": score(trace.t, trace.mem, mem, scored_from)}
         window[f"{name}/cpu"], window[f"{name}/memory"] = cores[in_window], mem[in_window]
-    return VMResult(vm, tallies, float(trace.cpu.mean()) if len(trace.t) else 0.0, window)
+        if name == OURS and len(trace.t):
+            moved = np.flatnonzero(np.r_[True, (cores[1:] != cores[:-1]) | (mem[1:] != mem[:-1])])
+            changes = [(float(trace.t[i]), vm, float(cores[i]), float(mem[i])) for i in moved]
+    provisioned = (float(trace.cap_cores[0]), float(trace.cap_bytes[0])) if len(trace.t) \
+        else (0.0, 0.0)
+    return VMResult(vm, tallies, float(trace.cpu.mean()) if len(trace.t) else 0.0, window,
+                    changes, provisioned)
 
 
 def _window_start(trace: VMTrace, plot_days: float) -> float:
@@ -295,6 +300,12 @@ def format_table(report: dict[str, Any]) -> str:
     gap = gap_closed(report)
     lines.append("memory gap closed (vpa -> limit): "
                  + ("n/a (no 'ours' policy)" if gap is None else f"{100 * gap:.1f} %"))
+    placement = report.get("placement")
+    if placement:
+        lines.append(f"placement replay (hosts at {placement['host_capacity_share']:g} x "
+                     f"provisioned): {placement['changes']} changes, {placement['migrations']} "
+                     f"migrations, {placement['capped']} capped, "
+                     f"{report['overcommitted_targets']} overcommitted targets")
     return "\n".join(lines)
 
 
@@ -360,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot-days", type=float, default=3.0,
                         help="days of each plotted VM to show")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--host-capacity-share", type=float, default=0.5,
+                        help="each host's capacity as a share of its VMs' provisioned sizes "
+                        "(placement replay)")
     args = parser.parse_args(argv)
     names = [n for n in ORDER if n != OURS or ours_available()]
     files = bitbrains_files(args.data, args.vms)
@@ -375,11 +389,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(result)
             print(f"[{i}/{len(jobs)}] VMs done ({time.perf_counter() - started:.0f} s)",
                   file=sys.stderr)
-    overcommitted = placement_check()
-    if overcommitted is None:
-        print("placement replay not available: overcommitted_targets written as 0",
-              file=sys.stderr)
-    report = build_report(totals, OURS if OURS in names else None, overcommitted or 0)
+    placed = replay_placement([c for r in results for c in r.changes],
+                              {r.vm: r.provisioned for r in results},
+                              capacity_share=args.host_capacity_share)
+    report = build_report(totals, OURS if OURS in names else None,
+                          placed.overcommitted_targets)
+    report["placement"] = {"host_capacity_share": args.host_capacity_share,
+                           "changes": placed.changes, "migrations": placed.migrations,
+                           "capped": placed.capped}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     plot(results, names, args.plot)

@@ -148,9 +148,33 @@ class Recommendation:
     target_memory_bytes: float
     valid_until: float
     target_host: str | None = None
+    #: the VM's workload pattern (agents.scaling.patterns)
+    pattern: str = "unknown"
+    #: the cpu target in fractional cores (target_vcpus is it rounded up)
+    target_cpu_cores: float | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recommendation:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class HostReport:
+    """A VM telling its host what it holds and uses (internal topic ``vm.host-usage``, keyed
+    by host_id). ``gone``: the VM left this host."""
+
+    host_id: str
+    vm_id: str
+    timestamp: float
+    vcpus: float
+    memory_bytes: float
+    cpu_cores_used: float
+    memory_used_bytes: float
+    anti_affinity_group: str | None = None
+    gone: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HostReport:
         return _from_dict(cls, data)
 
 

@@ -20,7 +20,7 @@ from typing import Any, get_args
 
 import orjson
 
-from schemas.records import AnomalyClass, DeadLetter, Feedback, MetricEvent
+from schemas.records import AnomalyClass, DeadLetter, Feedback, HostReport, MetricEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +159,36 @@ def decode_feedback(payload: bytes, *, max_bytes: int = 65536) -> Feedback | Rej
         return Rejected("wrong_type", "note must be a string or null")
     return Feedback(incident_id=data["incident_id"], verdict=data["verdict"],
                     timestamp=float(data["timestamp"]), note=note)
+
+
+def decode_host_report(payload: bytes, *, max_bytes: int = 65536) -> HostReport | Rejected:
+    """Decode one ``vm.host-usage`` message (internal, but checked like any input)."""
+    data = _load_object(payload, max_bytes)
+    if isinstance(data, Rejected):
+        return data
+    numbers = ("timestamp", "vcpus", "memory_bytes", "cpu_cores_used", "memory_used_bytes")
+    for name in ("host_id", "vm_id", *numbers):
+        if name not in data:
+            return Rejected("missing_field", f"missing field {name}")
+    for name in ("host_id", "vm_id"):
+        if not isinstance(data[name], str) or not 0 < len(data[name]) <= _ID_MAX_CHARS:
+            return Rejected("wrong_type", f"{name} must be a string of 1 to 128 characters")
+    for name in numbers:
+        if not _is_number(data[name]):
+            return Rejected("wrong_type", f"{name} must be a number")
+        if not math.isfinite(data[name]):
+            return Rejected("not_finite", f"{name} must be finite")
+        if data[name] < 0:
+            return Rejected("negative_value", f"{name} must not be negative")
+    group = data.get("anti_affinity_group")
+    if group is not None and not isinstance(group, str):
+        return Rejected("wrong_type", "anti_affinity_group must be a string or null")
+    gone = data.get("gone", False)
+    if not isinstance(gone, bool):
+        return Rejected("wrong_type", "gone must be a boolean")
+    return HostReport(host_id=data["host_id"], vm_id=data["vm_id"],
+                      **{n: float(data[n]) for n in numbers},
+                      anti_affinity_group=group, gone=gone)
 
 
 def dead_letter(rejected: Rejected, payload: bytes, *, key: bytes | None, topic: str,

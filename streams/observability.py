@@ -52,6 +52,17 @@ class WorkerMetrics:
         self.batch_seconds = Histogram(
             "novacron_batch_processing_seconds", "Time to process one batch, publishing "
             "included.", buckets=_SECONDS_BUCKETS, registry=r)
+        self.recommendations = Counter(
+            "novacron_recommendations_total", "Recommendations published, by action.",
+            ["action"], registry=r)
+        self.host_reports = Counter(
+            "novacron_host_reports_total",
+            "VM reports applied to the hosts tables by this worker (vm.host-usage).",
+            registry=r)
+        self.vm_patterns = Gauge(
+            "novacron_vm_patterns",
+            "VMs held by this worker per workload pattern (periodic_daily, bursty, ...), as of "
+            "the last scrape.", ["pattern"], registry=r)
         self.cached_vms = Gauge(
             "novacron_cached_vms", "VM states held decoded in the worker's memory.", registry=r)
 

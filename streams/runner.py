@@ -80,8 +80,11 @@ class Console:
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["timestamp"]))
         head = self.paint(f"RECOMMEND {r['action']:<10}", r["action"])
         mem = f"{r['current_memory_bytes'] / 2**30:.1f}->{r['target_memory_bytes'] / 2**30:.1f} GiB"
-        self.print(f"{when} {head} {r['vm_id']} vCPU {r['current_vcpus']}->{r['target_vcpus']}, "
-                   f"memory {mem}: {'; '.join(r['reasons'])}")
+        where = f" to {r['target_host']}" if r.get("target_host") else ""
+        why = "; ".join(x for x in r["reasons"] if not x.startswith(("cpu forecast",
+                                                                      "memory forecast")))
+        self.print(f"{when} {head} {r['vm_id']}{where} vCPU {r['current_vcpus']}->"
+                   f"{r['target_vcpus']}, memory {mem}: {why}")
 
 
 def _worker_counters(port: int) -> dict[str, float]:

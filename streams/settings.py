@@ -91,15 +91,41 @@ class Settings:
     resolve_after_events: int = _setting(
         "NOVACRON_RESOLVE_AFTER_EVENTS", 3,
         "Normal samples in a row after which an open incident resolves.", minimum=1)
-    scale_up_cpu_pct: float = _setting(
-        "NOVACRON_SCALE_UP_CPU_PCT", 80.0,
-        "Sliding mean cpu above which a VM is recommended to scale up.", minimum=0)
-    scale_down_cpu_pct: float = _setting(
-        "NOVACRON_SCALE_DOWN_CPU_PCT", 10.0,
-        "Sliding max cpu below which a VM is recommended to scale down.", minimum=0)
-    scale_up_memory_pct: float = _setting(
-        "NOVACRON_SCALE_UP_MEMORY_PCT", 90.0,
-        "Memory use above which a VM is recommended to scale up.", minimum=0)
+    cpu_quantile: float = _setting(
+        "NOVACRON_CPU_QUANTILE", 0.8,
+        "Quantile of a VM's recent cpu use its cpu target covers (with the forecast an hour "
+        "ahead and NOVACRON_CPU_MARGIN on top).", minimum=0)
+    cpu_margin: float = _setting(
+        "NOVACRON_CPU_MARGIN", 0.05,
+        "Safety margin over the cpu need (0.05 = 5 %).", minimum=0)
+    memory_margin: float = _setting(
+        "NOVACRON_MEMORY_MARGIN", 0.15,
+        "Safety margin over the memory need (the recent peak or the forecast's 90 % upper "
+        "bound, whichever is higher).", minimum=0)
+    sizing_window_s: float = _setting(
+        "NOVACRON_SIZING_WINDOW_S", 21600.0,
+        "How far back the recent use that sizing covers reaches (event time).", minimum=300)
+    stabilization_s: float = _setting(
+        "NOVACRON_STABILIZATION_S", 7200.0,
+        "How long a VM's target must stay low before a scale-down is recommended.", minimum=0)
+    cooldown_s: float = _setting(
+        "NOVACRON_COOLDOWN_S", 10800.0,
+        "Least time after a recommended change before the next scale-down.", minimum=0)
+    recommendation_valid_s: float = _setting(
+        "NOVACRON_RECOMMENDATION_VALID_S", 900.0,
+        "How long a recommendation stays valid (its valid_until).", minimum=1)
+    host_cpu_cores: float = _setting(
+        "NOVACRON_HOST_CPU_CORES", 32.0,
+        "Cores of every host (placement never fills a host beyond it).", minimum=1)
+    host_memory_bytes: float = _setting(
+        "NOVACRON_HOST_MEMORY_BYTES", 137438953472.0,
+        "Memory of every host, bytes (placement never fills a host beyond it).", minimum=1)
+    host_report_interval_s: float = _setting(
+        "NOVACRON_HOST_REPORT_INTERVAL_S", 60.0,
+        "Least event time between two reports of a VM to its host (vm.host-usage).", minimum=0)
+    host_report_ttl_s: float = _setting(
+        "NOVACRON_HOST_REPORT_TTL_S", 3600.0,
+        "A VM not reported to its host for this long no longer counts on it.", minimum=1)
     batch_max_events: int = _setting(
         "NOVACRON_BATCH_MAX_EVENTS", 500,
         "Most events an agent takes from the stream at once.", minimum=1)
@@ -117,9 +143,8 @@ class Settings:
             raise ConfigError(
                 f"NOVACRON_LOG_LEVEL: expected debug, info, warning or error, got "
                 f"{self.log_level!r}")
-        if self.scale_down_cpu_pct >= self.scale_up_cpu_pct:
-            raise ConfigError("NOVACRON_SCALE_DOWN_CPU_PCT must be below "
-                              "NOVACRON_SCALE_UP_CPU_PCT")
+        if not 0 < self.cpu_quantile <= 1:
+            raise ConfigError("NOVACRON_CPU_QUANTILE: expected a number in (0, 1]")
         if self.alert_threshold >= 1:
             raise ConfigError("NOVACRON_ALERT_THRESHOLD: expected a number below 1")
 

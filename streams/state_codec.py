@@ -53,4 +53,8 @@ class StateCodec:
         if not hmac.compare_digest(tag, self._tag(body)):
             raise StateIntegrityError(
                 "state signature does not match (written with another key, or tampered with)")
-        return pickle.loads(zlib.decompress(body))
+        try:
+            return pickle.loads(zlib.decompress(body))
+        except (AttributeError, ImportError, pickle.UnpicklingError, TypeError) as exc:
+            # Signed by us, but by a version whose classes have since changed: start afresh.
+            raise StateIntegrityError(f"state written by an incompatible version: {exc}") from exc

@@ -5,6 +5,7 @@ in rocksdict, so a restarted or rebalanced worker recovers them. ``vm-state`` is
 vm_ids, the same keys as the input topics, so a table partition lives with its input
 partition. ``class-feedback`` is a GlobalTable keyed by input partition (``partition-<n>``):
 one writer per key (the owner of that vm.feedback partition), every worker a reader.
+``hosts`` and ``host-directory`` are keyed by host_id, like ``vm.host-usage``.
 """
 
 from __future__ import annotations
@@ -34,4 +35,16 @@ class_feedback_table = TableSpec(
     "partition; a GlobalTable, so every worker reads every partition's counts and adds them "
     "up. Signed like vm-state.", is_global=True)
 
-ALL_TABLES: tuple[TableSpec, ...] = (vm_state_table, class_feedback_table)
+hosts_table = TableSpec(
+    "hosts",
+    "Each host's capacity and the VMs reported on it (agents.scaling.placement.HostState as "
+    "JSON), keyed by host_id, written by the worker that owns the host's vm.host-usage "
+    "partition; GET /hosts/{host_id} is routed to that worker.")
+
+host_directory_table = TableSpec(
+    "host-directory",
+    "The same host states, readable by every worker (a GlobalTable) so that placement sees "
+    "every host; one writer per key, the owner of its vm.host-usage partition.", is_global=True)
+
+ALL_TABLES: tuple[TableSpec, ...] = (vm_state_table, class_feedback_table, hosts_table,
+                                     host_directory_table)

@@ -2,8 +2,9 @@
 
 Each topic is a small module-level :class:`TopicSpec`: its base name, its JSON Schema in
 ``schemas/`` and what it carries. :func:`streams.app.create_app` binds them to a Faust app with
-the deployment's prefix and partition count. Every topic is keyed by ``vm_id`` (UTF-8), so all
-of a VM's records share one partition and the tables built from them are co-partitioned.
+the deployment's prefix and partition count. Every topic but ``vm.host-usage`` is keyed by
+``vm_id`` (UTF-8), so all of a VM's records share one partition and the tables built from them
+are co-partitioned; ``vm.host-usage`` is keyed by ``host_id`` and feeds the hosts tables.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ class TopicSpec:
     name: str
     schema: str
     doc: str
-    direction: str  # "in" (the service consumes it) or "out" (the service publishes it)
+    #: "in" (the service consumes it), "out" (it publishes it) or "internal" (both: between
+    #: its own agents, re-keyed)
+    direction: str
 
 
 metrics_topic = TopicSpec(
@@ -41,8 +44,12 @@ deadletter_topic = TopicSpec(
     "vm.deadletter", "vm.deadletter.v1.schema.json",
     "Input messages the service could not accept, with the reason, the original bytes and "
     "where they came from.", "out")
+host_usage_topic = TopicSpec(
+    "vm.host-usage", "vm.host-usage.v1.schema.json",
+    "Internal: each VM's allocation and use reported to its host, keyed by host_id, so the "
+    "worker owning the host keeps the hosts tables that placement reads.", "internal")
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     metrics_topic, feedback_topic, alerts_topic, forecasts_topic, recommendations_topic,
-    drift_topic, deadletter_topic,
+    drift_topic, deadletter_topic, host_usage_topic,
 )

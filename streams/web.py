@@ -1,10 +1,21 @@
-"""Pages on the worker's web server: ``/metrics``, ``/healthz`` and ``/readyz``."""
+"""Pages on the worker's web server: ``/metrics``, ``/healthz``, ``/readyz``, and the views the
+scheduler can ask, ``/vms/{vm_id}`` and ``/hosts/{host_id}`` (JSON, 404 for an unknown id).
+
+The two views are table-routed (Faust's ``app.table_route``): a worker asked about a key whose
+table partition another worker owns forwards the request to that worker's web server and
+relays its answer, so any worker can be asked about any VM or host.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from agents.pipeline import vm_view
+from agents.scaling.placement import HostState
+from streams.tables import hosts_table, vm_state_table
 
 if TYPE_CHECKING:
     from streams.app import Service
@@ -18,6 +29,7 @@ def register_pages(service: Service) -> None:
         """Prometheus exposition of the worker's counters and histograms."""
         if service.processor is not None:  # the fleet-wide class factors as of now
             service.processor.refresh_fleet()
+            service.processor.count_patterns()
         return view.bytes(service.metrics.exposition(),
                           content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
@@ -35,3 +47,30 @@ def register_pages(service: Service) -> None:
         return view.json({"ready": ready, "recovered": recovered,
                           "rebalancing": bool(app.rebalancing)},
                          status=200 if ready else 503)
+
+    vm_table = service.tables[vm_state_table.name]
+    host_table = service.tables[hosts_table.name]
+
+    def _json(view: Any, body: Any, status: int = 200) -> Any:
+        # orjson: the views carry numpy floats and NaN-free dataclasses; default=str for the
+        # odd non-JSON value rather than a 500.
+        return view.bytes(orjson.dumps(body, default=str), content_type="application/json",
+                          status=status)
+
+    @app.page("/vms/{vm_id}")
+    @app.table_route(table=vm_table, match_info="vm_id")
+    async def get_vm(view: Any, request: Any, vm_id: str) -> Any:
+        """A VM's latest features, forecasts, pattern, recommendation and open incidents."""
+        state = service.processor.state_of(vm_id.encode()) if service.processor else None
+        if state is None:
+            return _json(view, {"error": f"unknown vm {vm_id}"}, status=404)
+        return _json(view, vm_view(vm_id, state))
+
+    @app.page("/hosts/{host_id}")
+    @app.table_route(table=host_table, match_info="host_id")
+    async def get_host(view: Any, request: Any, host_id: str) -> Any:
+        """A host's capacity, use, VMs and headroom."""
+        raw = host_table.get(host_id.encode())
+        if raw is None:
+            return _json(view, {"error": f"unknown host {host_id}"}, status=404)
+        return _json(view, HostState.from_json(raw).summary())

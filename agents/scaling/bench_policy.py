@@ -5,6 +5,7 @@ agent uses, fed cpu cores and memory bytes."""
 from __future__ import annotations
 
 from agents.forecasting import SeriesForecaster
+from agents.scaling.recommender import MEMORY_STEP_BYTES, MIN_CORES
 from agents.scaling.sizing import (
     SizingConfig,
     cpu_forecast,
@@ -13,9 +14,6 @@ from agents.scaling.sizing import (
     memory_sizer,
     recent_cells,
 )
-
-MIN_CORES = 0.025
-MIN_BYTES = 64 * 2**20
 
 
 class ForecastPolicy:
@@ -27,7 +25,7 @@ class ForecastPolicy:
         self.cpu_fc = SeriesForecaster()
         self.mem_fc = SeriesForecaster()
         self.cpu = cpu_sizer(capacity_cores, self.cfg, floor=MIN_CORES)
-        self.mem = memory_sizer(capacity_bytes, self.cfg, floor=MIN_BYTES)
+        self.mem = memory_sizer(capacity_bytes, self.cfg, floor=MEMORY_STEP_BYTES)
 
     def learn_one(self, t: float, cpu_cores: float, mem_bytes: float) -> None:
         self.cpu_fc.learn_one(t, cpu_cores)

@@ -240,8 +240,10 @@ def test_small_real_slice_end_to_end(tmp_path: Path, bitbrains_dir: Path,
     assert main(["--data", str(bitbrains_dir), "--vms", "2", "--days", "3", "--out", str(out),
                  "--plot", str(png), "--workers", "1"]) == 0
     report = json.loads(out.read_text())
-    assert set(report) == {"ours", "vpa", "limit", "policies", "overcommitted_targets"}
-    assert report["ours"] == (OURS if ours_available() else None)
+    assert set(report) == {"ours", "vpa", "limit", "policies", "overcommitted_targets",
+                           "placement"}
+    assert report["ours"] == OURS and ours_available()
+    assert report["overcommitted_targets"] == 0 and report["placement"]["changes"] >= 2
     assert {STATIC, VPA, "reactive", LIMIT} <= set(report["policies"])
     assert report["policies"][LIMIT]["cpu"]["shortfall"] == 0.0
     assert report["policies"][LIMIT]["memory"]["shortfall"] == 0.0
@@ -250,4 +252,19 @@ def test_small_real_slice_end_to_end(tmp_path: Path, bitbrains_dir: Path,
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr()
     assert "limit" in printed.out and "memory gap closed" in printed.out
-    assert "placement replay not available" in printed.err
+    assert "placement replay" in printed.out
+
+
+def test_placement_replay_migrates_a_grown_vm_and_never_overcommits() -> None:
+    from bench.placement_replay import replay
+
+    gib = float(2**30)
+    provisioned = {1: (4.0, 8 * gib), 2: (4.0, 8 * gib), 3: (4.0, 8 * gib), 4: (4.0, 8 * gib)}
+    # Two VMs per host, hosts at the full provisioned size: host-01 {1, 2}, host-02 {3, 4}.
+    changes = [(0.0, 1, 1.0, 2 * gib), (0.0, 2, 1.0, 2 * gib),
+               (0.0, 3, 0.25, 2 * gib), (0.0, 4, 0.25, 2 * gib)]
+    changes += [(10.0, 1, 6.0, 4 * gib),  # host-01 holds 1 + 6 of 8 cores: fits, stays
+                (20.0, 2, 7.5, 4 * gib),  # 6 + 7.5 > 8: to host-02, where 0.5 + 7.5 <= 8
+                (30.0, 3, 9.0, 2 * gib)]  # fits nowhere: capped
+    r = replay(changes, provisioned, capacity_share=1.0, vms_per_host=2)
+    assert (r.changes, r.migrations, r.capped, r.overcommitted_targets) == (7, 1, 1, 0)

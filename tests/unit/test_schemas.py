@@ -38,6 +38,7 @@ RECORD_OF: dict[str, type] = {
     "vm.forecasts": records.Forecast,
     "vm.recommendations": records.Recommendation,
     "vm.drift": records.DriftEvent,
+    "vm.host-usage": records.HostReport,
     "vm.deadletter": records.DeadLetter,
 }
 TOPICS = [spec.name for spec in ALL_TOPICS]
@@ -220,24 +221,27 @@ def test_asyncapi_channel(topic: str) -> None:
         assert payload["schema"] == {"$ref": "./" + SPEC_OF[topic].schema}
         key = message["bindings"]["kafka"]["key"]
         assert key["type"] == "string"
-        assert "vm_id" in key["description"] and "UTF-8" in key["description"]
+        key_field = "host_id" if topic == "vm.host-usage" else "vm_id"
+        assert key_field in key["description"] and "UTF-8" in key["description"]
         assert message["examples"], f"{topic}: at least one example message"
 
     operations = [op for op in doc["operations"].values()
                   if resolve(op["channel"], doc) is channel]
-    assert len(operations) == 1, f"{topic}: exactly one operation"
-    operation = operations[0]
-    assert operation["channel"] == {"$ref": f"#/channels/{channel_id}"}
-    want = "receive" if SPEC_OF[topic].direction == "in" else "send"
-    assert operation["action"] == want
-    assert [resolve(m, doc) for m in operation["messages"]] == messages
+    direction = SPEC_OF[topic].direction
+    want = {"in": ["receive"], "out": ["send"], "internal": ["send", "receive"]}[direction]
+    assert sorted(op["action"] for op in operations) == sorted(want), topic
+    for operation in operations:
+        assert operation["channel"] == {"$ref": f"#/channels/{channel_id}"}
+        assert [resolve(m, doc) for m in operation["messages"]] == messages
 
 
 @pytest.mark.parametrize("topic", TOPICS)
 def test_asyncapi_example_keys(topic: str) -> None:
     for key, payload, _ in asyncapi_examples(topic):
         assert isinstance(key, str) and 0 < len(key) <= 128
-        if "vm_id" in payload:
+        if topic == "vm.host-usage":
+            assert key == payload["host_id"], "host reports are keyed by host_id"
+        elif "vm_id" in payload:
             assert key == payload["vm_id"], "records are keyed by vm_id"
         if topic == "vm.deadletter":
             assert key == payload["key"], "a dead letter keeps the key of the refused message"
@@ -498,7 +502,7 @@ def _check_field(where: str, hint: Any, prop: dict[str, Any], schema: dict[str, 
         else:
             assert item is str and prop["items"] == {"type": "string"}, where
     else:
-        want = {str: "string", float: "number", int: "integer"}[hint]
+        want = {str: "string", float: "number", int: "integer", bool: "boolean"}[hint]
         assert types_ == {want}, f"{where}: {hint.__name__} but schema type {prop['type']}"
 
 

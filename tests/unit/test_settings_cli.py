@@ -32,7 +32,7 @@ def test_defaults_and_overrides() -> None:
     ({"NOVACRON_ALERT_THRESHOLD": "1.5"}, "NOVACRON_ALERT_THRESHOLD: expected a number below 1"),
     ({"NOVACRON_FORECAST_HORIZONS_S": ","}, "NOVACRON_FORECAST_HORIZONS_S: expected comma"),
     ({"NOVACRON_LOG_LEVEL": "loud"}, "NOVACRON_LOG_LEVEL"),
-    ({"NOVACRON_SCALE_DOWN_CPU_PCT": "90"}, "NOVACRON_SCALE_DOWN_CPU_PCT must be below"),
+    ({"NOVACRON_CPU_QUANTILE": "1.5"}, "NOVACRON_CPU_QUANTILE: expected a number in"),
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
