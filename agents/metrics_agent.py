@@ -113,6 +113,13 @@ def register_agents(service: Service) -> None:
             fleet_table[key] = encoded
         _current_event.set(None)
 
+    def observe_end_to_end(events: Sequence[Any]) -> None:
+        now = time.time()
+        for e in events:
+            produced = e.message.timestamp  # seconds (Kafka's record timestamp)
+            if produced:
+                service.metrics.end_to_end_seconds.observe(max(0.0, now - produced))
+
     def inbound(events: Sequence[Any]) -> list[Inbound]:
         return [Inbound(e.message.key, e.message.value, e.message.topic, e.message.partition,
                         e.message.offset) for e in events]
@@ -132,18 +139,23 @@ def register_agents(service: Service) -> None:
                 result = processor.process(batch, now=time.time())
                 await publish(result, events, metrics_topic.name)
             service.metrics.batch_size.observe(len(batch))
-            service.metrics.batch_seconds.observe(time.perf_counter() - started)
+            service.metrics.batch_seconds.labels(agent="score_metrics").observe(
+                time.perf_counter() - started)
+            observe_end_to_end(events)
 
     @app.agent(topics[feedback_topic.name], name="apply_feedback")
     async def apply_feedback(stream: Any) -> None:
         """Teach each VM (and its anomaly class, fleet-wide) the operators' verdicts."""
         async for events in stream.take_events(settings.batch_max_events,
                                                within=settings.batch_within_s):
+            started = time.perf_counter()
             batch = inbound(events)
             async with turn:
                 _current_event.set(None)
                 result = processor.process_feedback(batch, now=time.time())
                 await publish(result, events, feedback_topic.name)
+            service.metrics.batch_seconds.labels(agent="apply_feedback").observe(
+                time.perf_counter() - started)
 
 
     @app.agent(topics[host_usage_topic.name], name="track_hosts")
@@ -153,6 +165,7 @@ def register_agents(service: Service) -> None:
         async for events in stream.take_events(settings.batch_max_events,
                                                within=settings.batch_within_s):
             latest: dict[bytes, tuple[int, HostState]] = {}
+            started = time.perf_counter()
             async with turn:
                 _current_event.set(None)
                 for i, event in enumerate(events):
@@ -175,6 +188,8 @@ def register_agents(service: Service) -> None:
                     hosts[key] = host.to_json()
                     host_directory[key] = host.to_json()
                 _current_event.set(None)
+            service.metrics.batch_seconds.labels(agent="track_hosts").observe(
+                time.perf_counter() - started)
 
     def _load_host(key: bytes) -> HostState | None:
         raw = hosts.get(key)

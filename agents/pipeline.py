@@ -110,6 +110,8 @@ class Outputs:
     recommendations: list[Recommendation] = field(default_factory=list)
     drifts: list[DriftEvent] = field(default_factory=list)
     host_reports: list[HostReport] = field(default_factory=list)
+    #: metric -> (|error|, |actual|) of the shortest-horizon forecasts scored on this sample
+    forecast_errors: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def new_state(cfg: PipelineConfig) -> VMState:
@@ -205,6 +207,9 @@ def _forecast(state: VMState, ev: MetricEvent, cfg: PipelineConfig, out: Outputs
             vm_id=ev.vm_id, host_id=ev.host_id, timestamp=ev.timestamp, metric=metric,
             detector="page_hinkley", action="reselect", model_before=before[metric],
             model_after=fc.series[metric].chosen_name(0)))
+    for metric, series in fc.series.items():
+        if series.scored_now is not None:
+            out.forecast_errors[metric] = series.scored_now
     step_s = state.features.step_s
     if step_s <= 0 or ev.timestamp - state.last_forecast_at < cfg.forecast_interval_s:
         return

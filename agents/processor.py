@@ -217,6 +217,15 @@ class MetricsProcessor:
                 continue
             out = process_event(self._state(key), ev, self.cfg, fleet, hosts)
             result.alerts.extend((key, to_json(a)) for a in out.alerts)
+            for a in out.alerts:
+                if a.status == "open":
+                    self.metrics.incidents.labels(anomaly_class=a.anomaly_class,
+                                                  severity=a.severity).inc()
+            for d in out.drifts:
+                self.metrics.drift_events.labels(metric=d.metric).inc()
+            for metric, (err, actual) in out.forecast_errors.items():
+                self.metrics.forecast_abs_error.labels(metric=metric).inc(err)
+                self.metrics.forecast_abs_actual.labels(metric=metric).inc(actual)
             result.forecasts.extend((key, to_json(f)) for f in out.forecasts)
             result.drifts.extend((key, to_json(d)) for d in out.drifts)
             result.recommendations.extend((key, to_json(r)) for r in out.recommendations)
@@ -229,7 +238,9 @@ class MetricsProcessor:
         self.metrics.events_processed.inc(result.processed)
         self.metrics.cached_vms.set(len(self.cache))
         for key, index in touched.items():
-            result.states[key] = (index, self.codec.dumps(self.cache[key]))
+            encoded = self.codec.dumps(self.cache[key])
+            self.metrics.state_bytes.observe(len(encoded))
+            result.states[key] = (index, encoded)
         return result
 
     def process_feedback(self, batch: Sequence[Inbound], now: float) -> BatchResult:

@@ -7,9 +7,13 @@ share counters.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BYTES_BUCKETS = (1024, 4096, 8192, 16384, 24576, 32768, 49152, 65536, 131072)
 _SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -51,7 +55,33 @@ class WorkerMetrics:
             registry=r)
         self.batch_seconds = Histogram(
             "novacron_batch_processing_seconds", "Time to process one batch, publishing "
-            "included.", buckets=_SECONDS_BUCKETS, registry=r)
+            "included, per agent.", ["agent"], buckets=_SECONDS_BUCKETS, registry=r)
+        self.end_to_end_seconds = Histogram(
+            "novacron_end_to_end_seconds",
+            "From an input record's Kafka timestamp (when it was produced) to the moment its "
+            "outputs are published.", buckets=_LATENCY_BUCKETS, registry=r)
+        self.consumer_lag = Gauge(
+            "novacron_consumer_lag_messages",
+            "Messages not yet read, per assigned topic partition, as of the last scrape.",
+            ["topic", "partition"], registry=r)
+        self.incidents = Counter(
+            "novacron_incidents_total", "Incidents opened, by anomaly class and severity.",
+            ["anomaly_class", "severity"], registry=r)
+        self.drift_events = Counter(
+            "novacron_drift_events_total", "Forecast drift events published, by metric.",
+            ["metric"], registry=r)
+        self.forecast_abs_error = Counter(
+            "novacron_forecast_abs_error_total",
+            "Sum of |forecast - actual| of the shortest horizon's forecasts, by metric; "
+            "divide its rate by novacron_forecast_abs_actual_total's for the online WAPE.",
+            ["metric"], registry=r)
+        self.forecast_abs_actual = Counter(
+            "novacron_forecast_abs_actual_total",
+            "Sum of |actual| over the same scored forecasts, by metric.", ["metric"],
+            registry=r)
+        self.state_bytes = Histogram(
+            "novacron_vm_state_bytes", "Size of each VM state written to the vm-state table "
+            "(signed, compressed).", buckets=_BYTES_BUCKETS, registry=r)
         self.recommendations = Counter(
             "novacron_recommendations_total", "Recommendations published, by action.",
             ["action"], registry=r)
@@ -65,6 +95,14 @@ class WorkerMetrics:
             "the last scrape.", ["pattern"], registry=r)
         self.cached_vms = Gauge(
             "novacron_cached_vms", "VM states held decoded in the worker's memory.", registry=r)
+
+    def set_lag(self, end_offsets: dict[Any, int], read_offsets: dict[Any, int]) -> None:
+        """Consumer lag per topic partition from Faust's monitor (``tp_end_offsets``, the
+        next offset to be written, and ``tp_read_offsets``, the last offset read)."""
+        for tp, end in end_offsets.items():
+            read = read_offsets.get(tp, -1)
+            self.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                max(0, end - read - 1))
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

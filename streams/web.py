@@ -30,6 +30,9 @@ def register_pages(service: Service) -> None:
         if service.processor is not None:  # the fleet-wide class factors as of now
             service.processor.refresh_fleet()
             service.processor.count_patterns()
+        monitor: Any = app.monitor
+        service.metrics.set_lag(dict(monitor.tp_end_offsets or {}),
+                                dict(monitor.tp_read_offsets or {}))
         return view.bytes(service.metrics.exposition(),
                           content_type=CONTENT_TYPE_LATEST.split(";")[0])
 

@@ -115,6 +115,7 @@ class SeriesForecaster:
         self.drift = drift.PageHinkley(min_instances=100, delta=0.1, threshold=50.0)
         self.drifts_total = 0
         self.drift_detected = False
+        self.scored_now: tuple[float, float] | None = None
         self._now = 0.0  # newest sample's time, for River's forecast(horizon)
         self._decay = 0.5 ** (1.0 / _ERROR_HALFLIFE)
         self._scale_decay = 0.5 ** (1.0 / _SCALE_HALFLIFE)
@@ -170,9 +171,12 @@ class SeriesForecaster:
         return [p for p, _ in self.forecast_at(self._now, self.horizons_s[:horizon])]
 
     def learn_one(self, timestamp: float, y: float) -> None:
-        """Score the forecasts whose target time has come, then learn ``y``."""
+        """Score the forecasts whose target time has come, then learn ``y``. Sets
+        ``scored_now`` to (|error|, |actual|) of the shortest horizon's forecast for this
+        sample, if one was due (for the worker's online-error metric)."""
         self._now = timestamp
         self.drift_detected = False
+        self.scored_now = None
         self._score(timestamp, y)
         self.candidates.learn_one(timestamp, y)
         if timestamp - self.last_grid >= self.grid_s:
@@ -213,6 +217,7 @@ class SeriesForecaster:
                 self._update_quantiles(h, y - forecasts[k])
                 if h == 0:
                     self._watch_drift(abs(y - forecasts[k]))
+                    self.scored_now = (abs(y - forecasts[k]), abs(y))
             pending.mask[idx] = mask
 
     def _update_weights(self, h: int, candidates: Sequence[float], combo: float,

@@ -112,3 +112,17 @@ def test_migration_and_table_routed_views_with_two_workers(
     # them, and one of the two answers about vm-a2 (partition 2) above was forwarded.
     owned = [w.counters().get("novacron_events_processed_total", 0.0) for w in workers]
     assert sum(owned) == 26 * 5 and min(owned) > 0, owned
+
+    # What an SRE scrapes: every series the dashboard plots is served by both workers.
+    scraped = [w.counters() for w in workers]
+    for c in scraped:
+        names = {k.split("{")[0] for k in c}
+        assert {"novacron_end_to_end_seconds_count", "novacron_vm_state_bytes_count",
+                "novacron_batch_processing_seconds_count", "novacron_consumer_lag_messages",
+                "novacron_vm_patterns"} <= names, sorted(names)
+    assert sum(c.get('novacron_recommendations_total{action="migrate"}', 0.0)
+               for c in scraped) >= 1
+    assert sum(c.get("novacron_host_reports_total", 0.0) for c in scraped) >= 26 * 5
+    assert sum(c.get("novacron_end_to_end_seconds_count", 0.0) for c in scraped) == 26 * 5
+    assert all(v >= 0 for c in scraped for k, v in c.items()
+               if k.startswith("novacron_consumer_lag_messages"))

@@ -219,3 +219,39 @@ def test_kafka_image_matches_the_local_broker_version() -> None:
     match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom.read_text("utf-8"))
     assert match, "pom.xml names kafka.version"
     assert service("kafka")["image"] == f"apache/kafka:{match.group(1)}"
+
+
+def test_grafana_provisions_a_dashboard_of_the_workers_metrics() -> None:
+    """The dashboard is loaded from the mounted folder, reads the provisioned data source,
+    and every metric it queries is one the worker serves."""
+    import json
+    import re
+
+    from prometheus_client import CollectorRegistry
+
+    from streams.observability import WorkerMetrics
+
+    provisioning = bind_mount_file("grafana", "/etc/grafana/provisioning")
+    (provider_file,) = sorted((provisioning / "dashboards").glob("*.yml"))
+    (provider,) = yaml.safe_load(provider_file.read_text(encoding="utf-8"))["providers"]
+    folder = bind_mount_file("grafana", provider["options"]["path"])
+    (dashboard_file,) = sorted(folder.glob("*.json"))
+    dashboard = json.loads(dashboard_file.read_text(encoding="utf-8"))
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
+                "gauge": ("",)}
+    served = {family.name + suffix
+              for family in WorkerMetrics(CollectorRegistry()).registry.collect()
+              for suffix in suffixes[family.type]}
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(dashboard["panels"]) >= 10
+    for expr in exprs:
+        for name in re.findall(r"novacron_[a-z_]+", expr):
+            assert name in served, f"{name} in {expr!r} is not a worker metric"
+    queried = {n for e in exprs for n in re.findall(r"novacron_[a-z_]+", e)}
+    for wanted in ("novacron_consumer_lag_messages", "novacron_end_to_end_seconds_bucket",
+                   "novacron_incidents_total", "novacron_forecast_abs_error_total",
+                   "novacron_drift_events_total", "novacron_recommendations_total",
+                   "novacron_vm_state_bytes_bucket", "novacron_batch_processing_seconds_bucket"):
+        assert wanted in queried, wanted
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "prometheus"
