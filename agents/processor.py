@@ -111,7 +111,8 @@ class MetricsProcessor:
             loaded = self.codec.loads(raw)
         except StateIntegrityError as exc:
             self.metrics.state_load_failures.inc()
-            log.error("refusing stored state of vm %s: %s", key.decode(errors="replace"), exc)
+            log.error("refusing stored state: %s", exc,
+                      extra={"vm_id": key.decode(errors="replace")})
             return None
         if not isinstance(loaded, VMState):
             return None
@@ -221,8 +222,18 @@ class MetricsProcessor:
                 if a.status == "open":
                     self.metrics.incidents.labels(anomaly_class=a.anomaly_class,
                                                   severity=a.severity).inc()
+                    log.info("incident opened: %s, %s", a.anomaly_class, a.severity,
+                             extra={"vm_id": a.vm_id, "host_id": a.host_id,
+                                    "incident_id": a.incident_id})
             for d in out.drifts:
                 self.metrics.drift_events.labels(metric=d.metric).inc()
+                log.info("forecast drift: %s -> %s", d.model_before, d.model_after,
+                         extra={"vm_id": d.vm_id, "metric": d.metric})
+            for r in out.recommendations:
+                if r.action == "migrate":
+                    log.info("migrate to %s", r.target_host,
+                             extra={"vm_id": r.vm_id, "host_id": r.host_id,
+                                    "recommendation_id": r.recommendation_id})
             for metric, (err, actual) in out.forecast_errors.items():
                 self.metrics.forecast_abs_error.labels(metric=metric).inc(err)
                 self.metrics.forecast_abs_actual.labels(metric=metric).inc(actual)

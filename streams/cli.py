@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -105,8 +104,12 @@ def _replay_args(p: argparse.ArgumentParser, default_speedup: float) -> None:
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import logging.config
+
+    from streams.logs import logging_config
+
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format,
+                                             settings.secrets()))
 
 
 def cmd_worker(settings: Settings) -> int:

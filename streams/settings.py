@@ -64,6 +64,9 @@ class Settings:
                              minimum=1)
     log_level: str = _setting("NOVACRON_LOG_LEVEL", "info",
                               "Log level: debug, info, warning or error.")
+    log_format: str = _setting("NOVACRON_LOG_FORMAT", "json",
+                               "Log lines as json (one object per line, with vm_id / "
+                               "incident_id when known) or text.")
     max_message_bytes: int = _setting(
         "NOVACRON_MAX_MESSAGE_BYTES", 65536,
         "Largest accepted input message; larger ones are dead-lettered unread.", minimum=64)
@@ -143,6 +146,9 @@ class Settings:
             raise ConfigError(
                 f"NOVACRON_LOG_LEVEL: expected debug, info, warning or error, got "
                 f"{self.log_level!r}")
+        if self.log_format not in ("json", "text"):
+            raise ConfigError(f"NOVACRON_LOG_FORMAT: expected json or text, got "
+                              f"{self.log_format!r}")
         if not 0 < self.cpu_quantile <= 1:
             raise ConfigError("NOVACRON_CPU_QUANTILE: expected a number in (0, 1]")
         if self.alert_threshold >= 1:
@@ -160,6 +166,11 @@ class Settings:
             elif name in env and env[name].strip() != "":
                 values[f.name] = _parse(f, env[name].strip())
         return cls(**values)
+
+    def secrets(self) -> list[str]:
+        """The values of every secret setting (for log redaction)."""
+        return [str(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.metadata.get("secret")]
 
     def topic(self, name: str) -> str:
         """The full topic name for a base name such as ``vm.metrics``."""

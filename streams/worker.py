@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.admin import ensure_topics
 from streams.app import create_app
+from streams.logs import logging_config
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,9 @@ def run_worker(settings: Settings) -> int:
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(settings))
     service = create_app(settings, registry=CollectorRegistry())
-    worker = faust.Worker(service.app, loglevel=settings.log_level.upper(), loop=loop)
+    worker = faust.Worker(service.app, loglevel=settings.log_level.upper(), loop=loop,
+                          logging_config=logging_config(settings.log_level, settings.log_format,
+                                                        settings.secrets()))
     log.info("worker %s on %s, web on http://%s:%d", settings.app_id,
              settings.bootstrap_servers, settings.web_host, settings.web_port)
     try:

@@ -44,9 +44,10 @@ def fleet(t: float, grower_gib: float) -> list[dict[str, Any]]:
 def test_migration_and_table_routed_views_with_two_workers(
         cluster_settings: Callable[..., Settings],
         worker_factory: Callable[[Settings], WorkerProcess]) -> None:
+    secret = "integration-secret-key-0123456789"
     settings = cluster_settings(partitions=4, host_cpu_cores=8.0, host_memory_bytes=16 * GIB,
                                 stabilization_s=0.0, cooldown_s=0.0,
-                                host_report_interval_s=0.0)
+                                host_report_interval_s=0.0, state_signing_key=secret)
     workers = [worker_factory(settings), worker_factory(settings)]
     wait_for(lambda: all(w.get("/readyz")[0] == 200 for w in workers), 90,
              "both workers ready after the rebalance")
@@ -126,3 +127,14 @@ def test_migration_and_table_routed_views_with_two_workers(
     assert sum(c.get("novacron_end_to_end_seconds_count", 0.0) for c in scraped) == 26 * 5
     assert all(v >= 0 for c in scraped for k, v in c.items()
                if k.startswith("novacron_consumer_lag_messages"))
+
+    # Structured logs: JSON lines carrying the ids, and never the signing key.
+    lines = [line for w in workers for line in w.log_path.read_text().splitlines()]
+    records = []
+    for line in lines:
+        assert secret not in line
+        if line.startswith("{"):
+            records.append(orjson.loads(line))
+    assert records and all({"ts", "level", "logger", "message"} <= set(r) for r in records)
+    assert any(r.get("vm_id") == "vm-a2" and r.get("recommendation_id")
+               and r["message"] == "migrate to host-c" for r in records), records[-5:]
