@@ -20,7 +20,8 @@ async def ensure_topics(settings: Settings) -> list[str]:
     Returns the names created. Existing topics are left as they are (their partition count
     included: changing it would move keys between partitions).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                **settings.kafka_client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

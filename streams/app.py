@@ -40,6 +40,20 @@ def broker_urls(bootstrap_servers: str) -> list[str]:
             if server.strip()]
 
 
+def broker_credentials(settings: Settings) -> Any:
+    """Faust's credentials for ``settings.security_protocol`` (None for PLAINTEXT): the same
+    TLS context and SASL user as :meth:`Settings.kafka_client_options` gives aiokafka."""
+    options = settings.kafka_client_options()
+    context = options.get("ssl_context")
+    if settings.security_protocol.startswith("SASL_"):
+        return faust.SASLCredentials(username=settings.sasl_username,
+                                     password=settings.sasl_password, ssl_context=context,
+                                     mechanism=settings.sasl_mechanism)
+    if settings.security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return None
+
+
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Service:
     """Build the Faust app for ``settings`` with every topic, table, agent and page."""
     if not settings.bootstrap_servers:
@@ -48,6 +62,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app = faust.App(
         settings.app_id,
         broker=broker_urls(settings.bootstrap_servers),
+        broker_credentials=broker_credentials(settings),
         store="rocksdb://",
         datadir=settings.data_dir,
         topic_partitions=settings.partitions,

@@ -84,14 +84,29 @@ def ensure_jars(cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
     return libs
 
 
-def _server_properties(port: int, controller_port: int, data_dir: Path) -> str:
+def _server_properties(port: int, controller_port: int, data_dir: Path,
+                       sasl_port: int | None = None,
+                       sasl_users: dict[str, str] | None = None) -> str:
+    listeners = [f"PLAINTEXT://127.0.0.1:{port}"]
+    sasl: list[str] = []
+    if sasl_port is not None and sasl_users:
+        listeners.append(f"SASL_PLAINTEXT://127.0.0.1:{sasl_port}")
+        users = " ".join(f'user_{u}="{p}"' for u, p in sasl_users.items())
+        sasl = [
+            "sasl.enabled.mechanisms=PLAIN",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+        ]
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        f"listeners={','.join(listeners)},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners={','.join(listeners)}",
         "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,"
+        "CONTROLLER:PLAINTEXT",
+        *sasl,
         f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}",
         f"log.dirs={data_dir / 'logs'}",
         "offsets.topic.replication.factor=1",
@@ -143,13 +158,17 @@ class LocalKafka:
     """One KRaft broker+controller node on 127.0.0.1, owned by this process."""
 
     def __init__(self, *, cache_dir: Path = DEFAULT_CACHE_DIR, data_dir: Path | None = None,
-                 port: int | None = None, heap: str = "768m") -> None:
+                 port: int | None = None, heap: str = "768m",
+                 sasl_users: dict[str, str] | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         self._own_data_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir else Path(
             tempfile.mkdtemp(prefix="novacron-kafka-"))
         self.port = port or free_port()
         self.controller_port = free_port()
+        #: users of an extra SASL_PLAINTEXT (mechanism PLAIN) listener, for security tests
+        self.sasl_users = dict(sasl_users or {})
+        self.sasl_port = free_port() if self.sasl_users else None
         self.heap = heap
         self.log_path = self.data_dir / "broker.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -157,6 +176,11 @@ class LocalKafka:
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str | None:
+        """The SASL_PLAINTEXT listener (when ``sasl_users`` were given)."""
+        return f"127.0.0.1:{self.sasl_port}" if self.sasl_port else None
 
     def _java(self, libs: Path, *args: str) -> list[str]:
         java = shutil.which("java")
@@ -171,7 +195,8 @@ class LocalKafka:
         libs = ensure_jars(self.cache_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self.data_dir / "server.properties"
-        props.write_text(_server_properties(self.port, self.controller_port, self.data_dir))
+        props.write_text(_server_properties(self.port, self.controller_port, self.data_dir,
+                                            self.sasl_port, self.sasl_users))
         fmt = subprocess.run(
             self._java(libs, "kafka.tools.StorageTool", "format", "--standalone",
                        "--cluster-id", _cluster_id(), "--config", str(props)),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -150,6 +151,18 @@ def cmd_broker() -> int:
     return 0
 
 
+class _ClientErrors(logging.Handler):
+    """Keeps the last error the Kafka client logged (e.g. why authentication failed)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        self.last = message.split(": ", 1)[-1] if "Unable connect" in message else message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -174,6 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{row['env']:<32} {row['default']:<18} {row['doc']}")
         return 0
     _setup_logging(settings)
+    client_errors = _ClientErrors()
+    if args.command in {"replay", "topics"}:
+        # Short-lived commands: the Kafka client's own complaints become part of the one
+        # line printed on failure instead of log lines before it.
+        kafka_log = logging.getLogger("aiokafka")
+        kafka_log.handlers[:] = [client_errors]
+        kafka_log.propagate = False
     needs_cluster = args.command in {"worker", "replay", "topics"}
     if needs_cluster and not settings.bootstrap_servers:
         print("novacron: config error: KAFKA_BOOTSTRAP_SERVERS is not set (or use "
@@ -195,8 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"novacron: {exc}", file=sys.stderr)
         return 2
     except KafkaError as exc:
-        print(f"novacron: Kafka at {settings.bootstrap_servers or 'the local broker'}: {exc}",
-              file=sys.stderr)
+        why = f" ({client_errors.last})" if client_errors.last else ""
+        print(f"novacron: Kafka at {settings.bootstrap_servers or 'the local broker'}: "
+              f"{exc}{why}", file=sys.stderr)
         return 1
     except BrokerError as exc:
         print(f"novacron: local broker: {str(exc).splitlines()[0]}", file=sys.stderr)

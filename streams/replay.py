@@ -76,7 +76,8 @@ async def send_messages(settings: Settings, messages: Iterable[dict[str, Any]], 
                         stop: asyncio.Event | None = None) -> ReplayStats:
     """Publish ``messages`` (dicts in ``vm.metrics`` v1 form) keyed by vm_id."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
-                                max_batch_size=256 * 1024, acks="all")
+                                max_batch_size=256 * 1024, acks="all",
+                                **settings.kafka_client_options())
     try:
         await producer.start()
     except BaseException:

@@ -122,7 +122,7 @@ async def _watch(settings: Settings, console: Console, counts: dict[str, int],
                                             "vm.deadletter")}
     consumer = AIOKafkaConsumer(*names, bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest" if from_start else "latest",
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, **settings.kafka_client_options())
     await consumer.start()
     try:
         async for record in consumer:

@@ -33,6 +33,10 @@ def _setting(env: str, default: Any, doc: str, *, minimum: float | None = None,
                                             "secret": secret})
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Settings of a NovaCron Stream process (worker, replay, CLI)."""
@@ -58,6 +62,23 @@ class Settings:
     data_dir: str = _setting(
         "NOVACRON_DATA_DIR", ".novacron/data",
         "Folder of the worker's local table store (rocksdict); one per worker process.")
+    security_protocol: str = _setting(
+        "NOVACRON_SECURITY_PROTOCOL", "PLAINTEXT",
+        "How every Kafka client of the service connects: PLAINTEXT, SSL, SASL_PLAINTEXT or "
+        "SASL_SSL.")
+    sasl_mechanism: str = _setting(
+        "NOVACRON_SASL_MECHANISM", "PLAIN",
+        "SASL mechanism (SASL_* protocols): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+    sasl_username: str = _setting("NOVACRON_SASL_USERNAME", "", "SASL user name.")
+    sasl_password: str = _setting("NOVACRON_SASL_PASSWORD", "", "SASL password.",
+                                  secret=True)
+    ssl_cafile: str = _setting(
+        "NOVACRON_SSL_CAFILE", "",
+        "CA bundle that signs the brokers' certificates (SSL, SASL_SSL); empty: the system's.")
+    ssl_certfile: str = _setting(
+        "NOVACRON_SSL_CERTFILE", "", "Client certificate (PEM) for mutual TLS; optional.")
+    ssl_keyfile: str = _setting(
+        "NOVACRON_SSL_KEYFILE", "", "Key of the client certificate (PEM); optional.")
     web_host: str = _setting("NOVACRON_WEB_HOST", "127.0.0.1",
                              "Address the worker's web server binds (/metrics, /healthz).")
     web_port: int = _setting("NOVACRON_WEB_PORT", 6066, "Port of the worker's web server.",
@@ -146,6 +167,22 @@ class Settings:
             raise ConfigError(
                 f"NOVACRON_LOG_LEVEL: expected debug, info, warning or error, got "
                 f"{self.log_level!r}")
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(f"NOVACRON_SECURITY_PROTOCOL: expected one of "
+                              f"{', '.join(SECURITY_PROTOCOLS)}, got {self.security_protocol!r}")
+        if self.security_protocol.startswith("SASL_"):
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise ConfigError(f"NOVACRON_SASL_MECHANISM: expected one of "
+                                  f"{', '.join(SASL_MECHANISMS)}, got {self.sasl_mechanism!r}")
+            if not self.sasl_username or not self.sasl_password:
+                raise ConfigError(f"{self.security_protocol} needs NOVACRON_SASL_USERNAME and "
+                                  "NOVACRON_SASL_PASSWORD")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"NOVACRON_{name.upper()}: no such file {path!r}")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ConfigError("NOVACRON_SSL_CERTFILE and NOVACRON_SSL_KEYFILE go together")
         if self.log_format not in ("json", "text"):
             raise ConfigError(f"NOVACRON_LOG_FORMAT: expected json or text, got "
                               f"{self.log_format!r}")
@@ -166,6 +203,21 @@ class Settings:
             elif name in env and env[name].strip() != "":
                 values[f.name] = _parse(f, env[name].strip())
         return cls(**values)
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Connection options for every aiokafka client (producer, consumer, admin)."""
+        options: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile or None, certfile=self.ssl_certfile or None,
+                keyfile=self.ssl_keyfile or None)
+        if self.security_protocol.startswith("SASL_"):
+            options.update(sasl_mechanism=self.sasl_mechanism,
+                           sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self.sasl_password)
+        return options
 
     def secrets(self) -> list[str]:
         """The values of every secret setting (for log redaction)."""

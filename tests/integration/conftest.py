@@ -21,18 +21,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+SASL_USERS = {"novacron": "novacron-sasl-secret"}
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """A real broker: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else one this session starts."""
-    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    if existing:
-        yield existing
+def kafka_broker() -> Iterator[LocalKafka | None]:
+    """The broker this session starts (None when ``KAFKA_BOOTSTRAP_SERVERS`` names one): a
+    PLAINTEXT listener, and a SASL_PLAINTEXT one (PLAIN, users :data:`SASL_USERS`)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip():
+        yield None
         return
-    kafka = LocalKafka().start()
+    kafka = LocalKafka(sasl_users=SASL_USERS).start()
     try:
-        yield kafka.bootstrap_servers
+        yield kafka
     finally:
         kafka.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: LocalKafka | None) -> str:
+    """A real broker: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else the one this session starts."""
+    if kafka_broker is None:
+        return os.environ["KAFKA_BOOTSTRAP_SERVERS"].strip()
+    return kafka_broker.bootstrap_servers
 
 
 @pytest.fixture

@@ -33,6 +33,13 @@ def test_defaults_and_overrides() -> None:
     ({"NOVACRON_FORECAST_HORIZONS_S": ","}, "NOVACRON_FORECAST_HORIZONS_S: expected comma"),
     ({"NOVACRON_LOG_LEVEL": "loud"}, "NOVACRON_LOG_LEVEL"),
     ({"NOVACRON_CPU_QUANTILE": "1.5"}, "NOVACRON_CPU_QUANTILE: expected a number in"),
+    ({"NOVACRON_SECURITY_PROTOCOL": "TLS"}, "NOVACRON_SECURITY_PROTOCOL: expected one of"),
+    ({"NOVACRON_SECURITY_PROTOCOL": "SASL_SSL"}, "SASL_SSL needs NOVACRON_SASL_USERNAME"),
+    ({"NOVACRON_SECURITY_PROTOCOL": "SASL_SSL", "NOVACRON_SASL_USERNAME": "u",
+      "NOVACRON_SASL_PASSWORD": "p", "NOVACRON_SASL_MECHANISM": "GSSAPI"},
+     "NOVACRON_SASL_MECHANISM: expected one of"),
+    ({"NOVACRON_SSL_CAFILE": "/nonexistent/ca.pem"}, "NOVACRON_SSL_CAFILE: no such file"),
+    ({"NOVACRON_LOG_FORMAT": "xml"}, "NOVACRON_LOG_FORMAT: expected json or text"),
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -96,3 +103,21 @@ def test_help_has_examples() -> None:
     proc = run_cli("--help")
     assert proc.returncode == 0
     assert "examples:" in proc.stdout and "novacron run" in proc.stdout
+
+
+def test_kafka_client_options_follow_the_security_settings() -> None:
+    assert Settings.from_env({}).kafka_client_options() == {"security_protocol": "PLAINTEXT"}
+    sasl = Settings.from_env({"NOVACRON_SECURITY_PROTOCOL": "SASL_SSL",
+                              "NOVACRON_SASL_MECHANISM": "SCRAM-SHA-512",
+                              "NOVACRON_SASL_USERNAME": "svc", "NOVACRON_SASL_PASSWORD": "pw"})
+    options = sasl.kafka_client_options()
+    assert options["security_protocol"] == "SASL_SSL" and options["ssl_context"] is not None
+    assert (options["sasl_mechanism"], options["sasl_plain_username"],
+            options["sasl_plain_password"]) == ("SCRAM-SHA-512", "svc", "pw")
+    assert "pw" in sasl.secrets()
+
+    from streams.app import broker_credentials
+
+    credentials = broker_credentials(sasl)
+    assert type(credentials).__name__ == "SASLCredentials"
+    assert broker_credentials(Settings.from_env({})) is None
