@@ -89,18 +89,11 @@ def register_agents(service: Service) -> None:
         processor.forget()
 
     async def publish(result: BatchResult, events: Sequence[Any], rekey_topic: str) -> None:
-        for name, records in ((alerts_topic.name, result.alerts),
-                              (forecasts_topic.name, result.forecasts),
-                              (drift_topic.name, result.drifts),
-                              (recommendations_topic.name, result.recommendations),
-                              (host_usage_topic.name, result.host_reports),
-                              (deadletter_topic.name, result.deadletters),
-                              (rekey_topic, result.rekeyed)):
-            topic = topics[name]
-            for key, value in records:
-                await topic.send(key=key, value=value)
-            if records:
-                service.metrics.records_published.labels(topic=name).inc(len(records))
+        # State first, acknowledged by the broker, then the outputs: a worker killed between
+        # the two leaves learned state whose outputs were not sent (the batch's inputs are
+        # re-delivered, recognised as already learned, and skipped), never outputs whose
+        # state was lost (which the next owner would publish again, opening an incident
+        # twice).
         for key, (index, encoded) in result.states.items():
             # Faust writes a table key to the changelog partition of the current event: make
             # it the VM's own last message, whose partition is the one this key belongs to.
@@ -112,6 +105,20 @@ def register_agents(service: Service) -> None:
             _current_event.set(weakref.ref(events[index]))
             fleet_table[key] = encoded
         _current_event.set(None)
+        if result.states or result.fleet:
+            await app.producer.flush()
+        for name, records in ((alerts_topic.name, result.alerts),
+                              (forecasts_topic.name, result.forecasts),
+                              (drift_topic.name, result.drifts),
+                              (recommendations_topic.name, result.recommendations),
+                              (host_usage_topic.name, result.host_reports),
+                              (deadletter_topic.name, result.deadletters),
+                              (rekey_topic, result.rekeyed)):
+            topic = topics[name]
+            for record_key, value in records:
+                await topic.send(key=record_key, value=value)
+            if records:
+                service.metrics.records_published.labels(topic=name).inc(len(records))
 
     def observe_end_to_end(events: Sequence[Any]) -> None:
         now = time.time()

@@ -290,6 +290,9 @@ def vm_view(vm_id: str, state: VMState) -> dict[str, Any]:
         "vm_id": vm_id,
         "host_id": state.host_id,
         "events_total": state.events_total,
+        # samples learned once each: a re-delivered sample (at-least-once) counts as late
+        "samples_learned": state.events_total - state.features.late_events_total,
+        "late_events_total": state.features.late_events_total,
         "last_timestamp": ts,
         "features": state.features.features(ts) if ts is not None else {},
         "forecasts": [dataclasses.asdict(f) for f in forecasts],

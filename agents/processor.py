@@ -99,8 +99,9 @@ class MetricsProcessor:
         self.cache.clear()
         self.metrics.cached_vms.set(0)
 
-    def _stored_state(self, key: bytes) -> VMState | None:
-        """The VM's state from the cache or the table; None if it has none (or a bad one)."""
+    def _stored_state(self, key: bytes, *, cache: bool = True) -> VMState | None:
+        """The VM's state from the cache or the table; None if it has none (or a bad one).
+        With ``cache``, a state read from the table is kept decoded for the next batch."""
         state = self.cache.get(key)
         if state is not None:
             return state
@@ -116,13 +117,15 @@ class MetricsProcessor:
             return None
         if not isinstance(loaded, VMState):
             return None
-        self.cache[key] = loaded
+        if cache:
+            self.cache[key] = loaded
         return loaded
 
     def state_of(self, key: bytes) -> VMState | None:
         """The VM's current state (cached, or from this worker's table partitions), or None
-        for a VM this worker has never seen."""
-        return self._stored_state(key)
+        for a VM this worker has never seen. Read only: a view asked for during a rebalance,
+        before the table is recovered, must not leave a stale state for the agent to use."""
+        return self._stored_state(key, cache=False)
 
     def _state(self, key: bytes) -> VMState:
         state = self._stored_state(key)

@@ -73,6 +73,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         web_port=settings.web_port,
         web_bind=settings.web_host,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        table_standby_replicas=settings.standby_replicas,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         producer_max_request_size=max(1_048_576, 2 * settings.max_message_bytes),
         autodiscover=False,
         logging_config=None,
@@ -85,15 +88,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     }
     tables: dict[str, TableT] = {}
     for spec in table_specs.ALL_TABLES:
-        if spec.is_global:
-            # Faust buffers changelog events of other workers until recovery_buffer_size of
-            # them arrived: with 1, every worker applies each write of the others at once.
-            tables[spec.name] = app.GlobalTable(
-                spec.name, key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                recovery_buffer_size=1, help=spec.doc)
-        else:
-            tables[spec.name] = app.Table(spec.name, key_type=bytes, value_type=bytes,  # raw
-                                          partitions=settings.partitions, help=spec.doc)
+        # recovery_buffer_size=1: Faust otherwise applies changelog records read by a
+        # standby (or a GlobalTable reader) in batches of 1,000, and records still buffered
+        # when a standby is promoted on failover are lost; with 1 each is applied at once.
+        kind = app.GlobalTable if spec.is_global else app.Table
+        tables[spec.name] = kind(spec.name, key_type=bytes, value_type=bytes,  # raw
+                                 partitions=settings.partitions, recovery_buffer_size=1,
+                                 help=spec.doc)
     service = Service(app=app, settings=settings, metrics=WorkerMetrics(registry),
                       topics=topics, tables=tables)
     # Imported here: the agents module needs a built service to attach to.

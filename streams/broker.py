@@ -197,13 +197,14 @@ class LocalKafka:
         props = self.data_dir / "server.properties"
         props.write_text(_server_properties(self.port, self.controller_port, self.data_dir,
                                             self.sasl_port, self.sasl_users))
-        fmt = subprocess.run(
-            self._java(libs, "kafka.tools.StorageTool", "format", "--standalone",
-                       "--cluster-id", _cluster_id(), "--config", str(props)),
-            capture_output=True, text=True, check=False)
-        if fmt.returncode != 0:
-            raise BrokerError("formatting KRaft storage failed: "
-                              + (fmt.stdout + fmt.stderr).strip()[-2000:])
+        if not (self.data_dir / "logs" / "meta.properties").exists():  # a restart keeps it
+            fmt = subprocess.run(
+                self._java(libs, "kafka.tools.StorageTool", "format", "--standalone",
+                           "--cluster-id", _cluster_id(), "--config", str(props)),
+                capture_output=True, text=True, check=False)
+            if fmt.returncode != 0:
+                raise BrokerError("formatting KRaft storage failed: "
+                                  + (fmt.stdout + fmt.stderr).strip()[-2000:])
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
                 self._java(libs, "kafka.Kafka", str(props)), stdout=out,

@@ -95,7 +95,8 @@ def window_stats(times: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]
 class FeatureExtractor:
     """Tumbling and sliding window features of one VM's metrics.
 
-    Events older than the newest one seen are counted in ``late_events_total`` and leave the
+    Events older than the newest one seen (or at its very time: a repeat) are counted in
+    ``late_events_total`` and leave the
     windows as they are, so a replayed or duplicated message cannot move time backwards.
     """
 
@@ -124,10 +125,11 @@ class FeatureExtractor:
 
     def update(self, timestamp: float, metrics: Mapping[str, float]) -> dict[str, float]:
         """Add one sample and return the VM's current feature vector."""
-        if self.last_ts is not None and timestamp < self.last_ts:
+        if self.last_ts is not None and timestamp <= self.last_ts:
+            # Older than, or a repeat of, the newest sample: a late or re-delivered event.
             self.late_events_total += 1
             return self.features(timestamp)
-        if self.last_ts is not None and timestamp > self.last_ts:
+        if self.last_ts is not None:
             self._steps.append(timestamp - self.last_ts)
         self.last_ts = timestamp
         self._add_tumbling(timestamp, metrics)

@@ -150,6 +150,15 @@ class Settings:
     host_report_ttl_s: float = _setting(
         "NOVACRON_HOST_REPORT_TTL_S", 3600.0,
         "A VM not reported to its host for this long no longer counts on it.", minimum=1)
+    session_timeout_s: float = _setting(
+        "NOVACRON_SESSION_TIMEOUT_S", 30.0,
+        "How long the group waits for a silent worker before giving its partitions to the "
+        "others (Kafka session timeout; at least 6).", minimum=6)
+    standby_replicas: int = _setting(
+        "NOVACRON_STANDBY_REPLICAS", 0,
+        "Standby copies of each table partition kept by other workers for a faster "
+        "failover. 0 (default): a worker taking over a partition reads its changelog; see "
+        "the README on failover for why.", minimum=0)
     batch_max_events: int = _setting(
         "NOVACRON_BATCH_MAX_EVENTS", 500,
         "Most events an agent takes from the stream at once.", minimum=1)
