@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -186,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for row in describe():
                 print(f"{row['env']:<32} {row['default']:<18} {row['doc']}")
         return 0
+    if args.command == "run" and "NOVACRON_LOG_FORMAT" not in os.environ:
+        # The live view is for people: its own few log lines as text.
+        settings = dataclasses.replace(settings, log_format="text")
     _setup_logging(settings)
     client_errors = _ClientErrors()
     if args.command in {"replay", "topics"}:

@@ -113,9 +113,10 @@ class VMRecommender:
         sized = _Sized(self.cpu.allocation, max(1, math.ceil(self.cpu.allocation - 1e-9)),
                        round_memory(self.memory.allocation))
         reasons = [self.patterns.describe()]
-        for name, change, unit in (("cpu", cpu_change, "cores"), ("memory", mem_change, "bytes")):
+        for name, change in (("cpu", cpu_change), ("memory", mem_change)):
             if change is not None:
-                reasons.append(f"{name}: {change.reason} {unit}")
+                unit = " cores" if name == "cpu" else ""
+                reasons.append(f"{name}: {change.reason}{unit}")
         reasons.append(_forecast_reason("cpu", cpu_fc, cpu_out, per_core, "cores"))
         reasons.append(_forecast_reason("memory", mem_fc, mem_out, 1.0 / GIB, "GiB"))
         target_host = None

@@ -19,7 +19,7 @@ peak of a periodic one), and the forecast brings the change forward when use is 
 >>> [rs.update(300.0 * i, forecast=1.2, recent=[1.0, 1.5]) for i in range(3)]
 [None, None, None]
 >>> rs.update(3600.0, forecast=1.2, recent=[1.0, 1.5])
-Change(direction='down', old=8.0, new=1.875, reason='target 1.88 for 1 h below 8')
+Change(direction='down', old=8.0, new=1.875, reason='target 1.88 for 1.0 h below 8')
 >>> rs.update(3900.0, forecast=2.4, recent=[1.0, 1.5])
 Change(direction='up', old=1.875, new=3.0, reason='forecast 2.4 above 1.88')
 """
@@ -97,7 +97,8 @@ class RightSizer:
         target = max(self.floor, need * (1.0 + self.margin))
         if need > old:
             why = "forecast" if forecast >= need else "recent use"
-            return self._change(t, "up", target, f"{why} {_fmt(need)} above {_fmt(old)}")
+            return self._change(t, "up", target,
+                                f"{why} {self._fmt(need)} above {self._fmt(old)}")
         if target > old * (1.0 - self.down_band):
             self.low_since = None
             return None
@@ -107,8 +108,13 @@ class RightSizer:
                 self.cooldown_s:
             hours = (t - self.low_since) / 3600.0
             return self._change(t, "down", target,
-                                f"target {_fmt(target)} for {hours:g} h below {_fmt(old)}")
+                                f"target {self._fmt(target)} for {hours:.1f} h below "
+                                f"{self._fmt(old)}")
         return None
+
+    def _fmt(self, x: float) -> str:
+        """Cores as they are; bytes (an allocation of a MiB or more) in GiB."""
+        return f"{x / GIB:.3g} GiB" if self.floor >= 2**20 or x >= 2**20 else _fmt(x)
 
     def _change(self, t: float, direction: Literal["up", "down"], new: float,
                 reason: str) -> Change:
@@ -127,3 +133,6 @@ class RightSizer:
 
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
+
+
+GIB = float(2**30)
