@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from faust.streams import _current_event  # the context Faust reads a table write's partition from
@@ -131,39 +131,35 @@ def register_agents(service: Service) -> None:
         return [Inbound(e.message.key, e.message.value, e.message.topic, e.message.partition,
                         e.message.offset) for e in events]
 
+    async def handle(events: Sequence[Any], agent: str, rekey_topic: str,
+                     process: Callable[[Sequence[Inbound], float], BatchResult]) -> None:
+        """Process one batch with the shared processor and publish what it asks for."""
+        started = time.perf_counter()
+        batch = inbound(events)
+        async with turn:
+            # No current event while reading: the store then looks the key up in every local
+            # partition instead of assuming the partition of whichever event came last.
+            _current_event.set(None)
+            result = process(batch, time.time())
+            await publish(result, events, rekey_topic)
+        service.metrics.batch_size.observe(len(batch))
+        service.metrics.batch_seconds.labels(agent=agent).observe(time.perf_counter() - started)
+        observe_end_to_end(events)
+
     @app.agent(topics[metrics_topic.name], name="score_metrics")
     async def score_metrics(stream: Any) -> None:
         """Validate metric events, update each VM's features and learners, publish."""
         async for events in stream.take_events(settings.batch_max_events,
                                                within=settings.batch_within_s):
-            started = time.perf_counter()
-            batch = inbound(events)
-            async with turn:
-                # No current event while reading: the store then looks the key up in every
-                # local partition instead of assuming the partition of whichever event came
-                # last.
-                _current_event.set(None)
-                result = processor.process(batch, now=time.time())
-                await publish(result, events, metrics_topic.name)
-            service.metrics.batch_size.observe(len(batch))
-            service.metrics.batch_seconds.labels(agent="score_metrics").observe(
-                time.perf_counter() - started)
-            observe_end_to_end(events)
+            await handle(events, "score_metrics", metrics_topic.name, processor.process)
 
     @app.agent(topics[feedback_topic.name], name="apply_feedback")
     async def apply_feedback(stream: Any) -> None:
         """Teach each VM (and its anomaly class, fleet-wide) the operators' verdicts."""
         async for events in stream.take_events(settings.batch_max_events,
                                                within=settings.batch_within_s):
-            started = time.perf_counter()
-            batch = inbound(events)
-            async with turn:
-                _current_event.set(None)
-                result = processor.process_feedback(batch, now=time.time())
-                await publish(result, events, feedback_topic.name)
-            service.metrics.batch_seconds.labels(agent="apply_feedback").observe(
-                time.perf_counter() - started)
-
+            await handle(events, "apply_feedback", feedback_topic.name,
+                         processor.process_feedback)
 
     @app.agent(topics[host_usage_topic.name], name="track_hosts")
     async def track_hosts(stream: Any) -> None:
