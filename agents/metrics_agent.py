@@ -6,8 +6,8 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from faust.streams import _current_event  # the context Faust reads a table write's partition from
 from mode.types.signals import BaseSignalT
@@ -60,6 +60,25 @@ def pipeline_config(settings: Any) -> PipelineConfig:
     )
 
 
+def write_through(table: Any, key: bytes, value: bytes, event: Any) -> Awaitable[Any]:
+    """``table[key] = value`` in the partition of ``event``, returning the changelog send to
+    await: it resolves once the broker has the record.
+
+    Faust's own ``table[key] = value`` queues the changelog record in the producer's buffer,
+    and ``producer.flush()`` gives up on that buffer after 0.1 s without progress, so a
+    worker killed after a flush could lose state its committed offsets already cover. Faust
+    writes a key to the changelog partition of the current event: here, the message the
+    value was learned from, whose partition is the one the key belongs to.
+    """
+    _current_event.set(weakref.ref(event))
+    try:
+        sent = table.send_changelog(event.message.partition, key, value)
+        table.data[key] = value  # the local store (rocksdict), same partition
+    finally:
+        _current_event.set(None)
+    return cast(Awaitable[Any], sent)
+
+
 def register_agents(service: Service) -> None:
     """Attach the agents to ``service.app``."""
     app, settings = service.app, service.settings
@@ -89,24 +108,20 @@ def register_agents(service: Service) -> None:
         processor.forget()
 
     async def publish(result: BatchResult, events: Sequence[Any], rekey_topic: str) -> None:
-        # State first, acknowledged by the broker, then the outputs: a worker killed between
-        # the two leaves learned state whose outputs were not sent (the batch's inputs are
-        # re-delivered, recognised as already learned, and skipped), never outputs whose
-        # state was lost (which the next owner would publish again, opening an incident
-        # twice).
-        for key, (index, encoded) in result.states.items():
-            # Faust writes a table key to the changelog partition of the current event: make
-            # it the VM's own last message, whose partition is the one this key belongs to.
-            _current_event.set(weakref.ref(events[index]))
-            state_table[key] = encoded
-        for key, (index, encoded) in result.fleet.items():
-            # Key partition-<n> is written only by the owner of feedback partition n, tied to
-            # one of its messages: always changelog partition n, one writer per key.
-            _current_event.set(weakref.ref(events[index]))
-            fleet_table[key] = encoded
-        _current_event.set(None)
-        if result.states or result.fleet:
-            await app.producer.flush()
+        # State first, acknowledged by the broker, then the outputs, also acknowledged, and
+        # only then does the batch return (and its input offsets become committable). A
+        # worker killed between the two leaves learned state whose outputs were not sent
+        # (the batch's inputs are re-delivered, recognised as already learned, and skipped),
+        # never outputs whose state was lost (which the next owner would publish again,
+        # opening an incident twice), and never committed inputs whose state was lost.
+        written = [write_through(state_table, key, encoded, events[index])
+                   for key, (index, encoded) in result.states.items()]
+        # Key partition-<n> is written only by the owner of feedback partition n, tied to one
+        # of its messages: always changelog partition n, one writer per key.
+        written += [write_through(fleet_table, key, encoded, events[index])
+                    for key, (index, encoded) in result.fleet.items()]
+        await asyncio.gather(*written)
+        sent: list[Awaitable[Any]] = []
         for name, records in ((alerts_topic.name, result.alerts),
                               (forecasts_topic.name, result.forecasts),
                               (drift_topic.name, result.drifts),
@@ -116,9 +131,10 @@ def register_agents(service: Service) -> None:
                               (rekey_topic, result.rekeyed)):
             topic = topics[name]
             for record_key, value in records:
-                await topic.send(key=record_key, value=value)
+                sent.append(await topic.send(key=record_key, value=value))
             if records:
                 service.metrics.records_published.labels(topic=name).inc(len(records))
+        await asyncio.gather(*sent)
 
     def observe_end_to_end(events: Sequence[Any]) -> None:
         now = time.time()
@@ -185,12 +201,13 @@ def register_agents(service: Service) -> None:
                         memory_bytes=settings.host_memory_bytes,
                         ttl_s=settings.host_report_ttl_s))
                     service.metrics.host_reports.inc()
+                written = []
                 for key, (index, host) in latest.items():
                     # Tied to the host's last report: the changelog partition of its key.
-                    _current_event.set(weakref.ref(events[index]))
-                    hosts[key] = host.to_json()
-                    host_directory[key] = host.to_json()
-                _current_event.set(None)
+                    written.append(write_through(hosts, key, host.to_json(), events[index]))
+                    written.append(write_through(host_directory, key, host.to_json(),
+                                                 events[index]))
+                await asyncio.gather(*written)
             service.metrics.batch_seconds.labels(agent="track_hosts").observe(
                 time.perf_counter() - started)
 
