@@ -18,6 +18,7 @@ from agents.scaling.placement import HostState, apply_report
 from agents.scaling.sizing import SizingConfig
 from schemas.records import to_json
 from schemas.validate import Rejected, dead_letter, decode_host_report
+from streams.model_store import partition_for
 from streams.state_codec import StateCodec
 from streams.tables import (
     class_feedback_table,
@@ -96,7 +97,8 @@ def register_agents(service: Service) -> None:
         load_fleet=lambda: list(fleet_table.items()),
         load_hosts=lambda: list(host_directory.items()),
         max_message_bytes=settings.max_message_bytes,
-        max_future_skew_s=settings.max_future_skew_s)
+        max_future_skew_s=settings.max_future_skew_s,
+        idle_expiry_s=settings.idle_vm_expiry_s)
     service.processor = processor
     # Both agents share the processor's cached states: one batch at a time, processed and
     # published, so a state is never written back older than one written just before it.
@@ -161,6 +163,27 @@ def register_agents(service: Service) -> None:
         service.metrics.batch_size.observe(len(batch))
         service.metrics.batch_seconds.labels(agent=agent).observe(time.perf_counter() - started)
         observe_end_to_end(events)
+
+    if settings.idle_vm_expiry_s > 0:
+        @app.timer(min(600.0, settings.idle_vm_expiry_s / 4))
+        async def expire_idle_vms() -> None:
+            """Delete the state of VMs that sent nothing for NOVACRON_IDLE_VM_EXPIRY_S."""
+            async with turn:
+                gone = processor.expire(list(state_table.keys()), time.time())
+                deleted = []
+                for key in gone:
+                    # A tombstone in the key's changelog partition, then the local store.
+                    deleted.append(state_table.send_changelog(
+                        partition_for(key, settings.partitions), key, None,
+                        value_serializer="raw"))
+                    del state_table.data[key]
+                await asyncio.gather(*deleted)
+            if gone:
+                log.info("forgot %d idle VMs", len(gone))
+
+    from agents.model_agent import register_model_agent
+
+    register_model_agent(service, processor, turn, write_through)
 
     @app.agent(topics[metrics_topic.name], name="score_metrics")
     async def score_metrics(stream: Any) -> None:

@@ -94,13 +94,21 @@ class VMState:
     sensitivity: Sensitivity = field(default_factory=Sensitivity)
     #: the last incidents, so a verdict can be matched to what it is about
     recent: RecentIncidents = field(default_factory=RecentIncidents)
+    #: incidents this VM opened (a model checkpoint's evaluation metrics add them up)
+    incidents_opened_total: int = 0
+    #: metric -> [sum |error|, sum |actual|] of the shortest-horizon forecasts (online WAPE)
+    forecast_error_sums: dict[str, list[float]] = field(default_factory=dict)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # States pickled before a field existed load with that field's default.
         self.__dict__.update(state)
         for f in dataclasses.fields(self):
-            if f.name not in self.__dict__ and f.default_factory is not dataclasses.MISSING:
+            if f.name in self.__dict__:
+                continue
+            if f.default_factory is not dataclasses.MISSING:
                 setattr(self, f.name, f.default_factory())
+            elif f.default is not dataclasses.MISSING:
+                setattr(self, f.name, f.default)
 
 
 @dataclass
@@ -188,6 +196,8 @@ def _detect(state: VMState, ev: MetricEvent, x: dict[str, float], cfg: PipelineC
         return
     inc = change.incident
     resolved = change.status == "resolved"
+    if change.status == "open":
+        state.incidents_opened_total += 1
     out.alerts.append(Alert(
         incident_id=inc.incident_id, vm_id=ev.vm_id, host_id=ev.host_id,
         timestamp=ev.timestamp, status=change.status,  # type: ignore[arg-type]
@@ -210,6 +220,11 @@ def _forecast(state: VMState, ev: MetricEvent, cfg: PipelineConfig, out: Outputs
     for metric, series in fc.series.items():
         if series.scored_now is not None:
             out.forecast_errors[metric] = series.scored_now
+            err, actual = series.scored_now
+            if math.isfinite(err) and math.isfinite(actual):
+                sums = state.forecast_error_sums.setdefault(metric, [0.0, 0.0])
+                sums[0] += err
+                sums[1] += actual
     step_s = state.features.step_s
     if step_s <= 0 or ev.timestamp - state.last_forecast_at < cfg.forecast_interval_s:
         return

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from agents.anomaly.feedback import ClassSensitivity
+from agents.expiry import IdleTracker
 from agents.pipeline import PipelineConfig, VMState, apply_feedback, new_state, process_event
 from agents.scaling.patterns import PATTERNS
 from agents.scaling.placement import HostState
@@ -75,7 +76,8 @@ class MetricsProcessor:
                  load_state: Callable[[bytes], bytes | None], metrics: WorkerMetrics, *,
                  load_fleet: Callable[[], Iterable[tuple[bytes, bytes]]] | None = None,
                  load_hosts: Callable[[], Iterable[tuple[bytes, bytes]]] | None = None,
-                 max_message_bytes: int = 65536, max_future_skew_s: float = 300.0) -> None:
+                 max_message_bytes: int = 65536, max_future_skew_s: float = 300.0,
+                 idle_expiry_s: float = 0.0) -> None:
         self.cfg = cfg
         self.codec = codec
         self.load_state = load_state
@@ -93,6 +95,8 @@ class MetricsProcessor:
         self._fleet_parts: dict[bytes, tuple[bytes, ClassSensitivity | None]] = {}
         #: fleet-wide verdicts per class, all partitions added up
         self.fleet = ClassSensitivity()
+        #: when each VM last sent an event (wall clock), to forget idle ones; None: never
+        self.idle = IdleTracker(idle_expiry_s) if idle_expiry_s > 0 else None
 
     def forget(self) -> None:
         """Drop cached states (call when partitions are revoked or reassigned)."""
@@ -120,6 +124,20 @@ class MetricsProcessor:
         if cache:
             self.cache[key] = loaded
         return loaded
+
+    def expire(self, held: Iterable[bytes], now: float) -> list[bytes]:
+        """The VMs of ``held`` (keys of this worker's table partitions) idle for longer than
+        the expiry, dropped from the cache: the caller deletes them from the table."""
+        if self.idle is None:
+            return []
+        gone = self.idle.expired(held, now)
+        for key in gone:
+            self.idle.forget(key)
+            self.cache.pop(key, None)
+        if gone:
+            self.metrics.vms_expired.inc(len(gone))
+            self.metrics.cached_vms.set(len(self.cache))
+        return gone
 
     def state_of(self, key: bytes) -> VMState | None:
         """The VM's current state (cached, or from this worker's table partitions), or None
@@ -249,6 +267,9 @@ class MetricsProcessor:
                 self.metrics.recommendations.labels(action=r.action).inc()
             touched[key] = i
             result.processed += 1
+        if self.idle is not None:
+            for key in touched:
+                self.idle.touch(key, now)
         self.metrics.events_processed.inc(result.processed)
         self.metrics.cached_vms.set(len(self.cache))
         for key, index in touched.items():

@@ -9,13 +9,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.settings import Settings
-from streams.topics import ALL_TOPICS
+from streams.topics import ALL_TOPICS, MODEL_TOPICS
 
 log = logging.getLogger(__name__)
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create every topic of :data:`streams.topics.ALL_TOPICS` that does not exist yet.
+    """Create every topic of :mod:`streams.topics` that does not exist yet.
 
     Returns the names created. Existing topics are left as they are (their partition count
     included: changing it would move keys between partitions).
@@ -26,9 +26,12 @@ async def ensure_topics(settings: Settings) -> list[str]:
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(settings.topic(spec.name), num_partitions=settings.partitions,
-                     replication_factor=settings.replication_factor)
-            for spec in ALL_TOPICS if settings.topic(spec.name) not in existing
+            NewTopic(settings.topic(spec.name),
+                     num_partitions=spec.partitions or settings.partitions,
+                     replication_factor=settings.replication_factor,
+                     topic_configs={"cleanup.policy": "compact"} if spec.compacted else {})
+            for spec in (*ALL_TOPICS, *MODEL_TOPICS)
+            if settings.topic(spec.name) not in existing
         ]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile elsewhere

@@ -82,9 +82,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     topics = {
         spec.name: app.topic(settings.topic(spec.name), key_type=bytes, value_type=bytes,
-                             partitions=settings.partitions, key_serializer="raw",
+                             partitions=spec.partitions or settings.partitions,
+                             compacting=spec.compacted or None, key_serializer="raw",
                              value_serializer="raw")
-        for spec in topic_specs.ALL_TOPICS
+        for spec in (*topic_specs.ALL_TOPICS, *topic_specs.MODEL_TOPICS)
     }
     tables: dict[str, TableT] = {}
     for spec in table_specs.ALL_TABLES:

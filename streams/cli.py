@@ -1,7 +1,8 @@
 """The ``novacron`` command line.
 
 Subcommands: ``run`` (everything, on a local broker), ``worker``, ``replay``, ``topics create``,
-``broker``, ``settings``. Bad arguments or settings give one line on stderr and exit code 2.
+``models list|show|checkpoint|rollback``, ``broker``, ``settings``. Bad arguments or settings
+give one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import NoReturn
 from aiokafka.errors import KafkaError
 
 from streams.broker import BrokerError
+from streams.model_store import ModelError
 from streams.settings import ConfigError, Settings, settings_markdown
 from streams.traces import DEFAULT_BITBRAINS_DIR, TraceError
 
@@ -30,6 +32,9 @@ examples:
   novacron replay --speedup 300         300 s of trace per second into vm.metrics
   novacron replay --vms 4 --limit 500 --speedup 0   a quick burst, as fast as possible
   novacron topics create                create the topics (NOVACRON_PARTITIONS partitions)
+  novacron models list                  model versions, with their evaluation metrics
+  novacron models checkpoint            snapshot every VM's learned state as a new version
+  novacron models rollback 3            running workers restore every VM to version 3
   novacron broker                       just the local Kafka broker, until Ctrl-C
   novacron settings --markdown          every setting and its environment variable
 """
@@ -86,11 +91,39 @@ def build_parser() -> argparse.ArgumentParser:
                                        parser_class=_Parser, required=True)
     topics_sub.add_parser("create", help="create missing topics")
 
+    models = sub.add_parser("models", help="model versions: list, show, checkpoint, rollback",
+                            description="Versioned checkpoints of what the workers learned "
+                            "per VM, kept in the vm.models catalog (see docs/models.md).")
+    models_sub = models.add_subparsers(dest="models_command", metavar="ACTION",
+                                       parser_class=_Parser, required=True)
+    models_sub.add_parser("list", help="every version with its evaluation metrics")
+    show = models_sub.add_parser("show", help="one version: parameters, metrics, partitions")
+    show.add_argument("version", type=_version, metavar="VERSION")
+    checkpoint = models_sub.add_parser(
+        "checkpoint", help="snapshot every VM's learned state as a new version")
+    rollback = models_sub.add_parser(
+        "rollback", help="running workers restore every VM's learned state from VERSION")
+    rollback.add_argument("version", type=_version, metavar="VERSION")
+    for p in (checkpoint, rollback):
+        p.add_argument("--wait", type=_positive(float), default=60.0, metavar="S",
+                       help="wait up to S seconds for every partition to confirm "
+                            "(default 60; 0: do not wait)")
+
     sub.add_parser("broker", help="run only the local Kafka broker, until Ctrl-C")
 
     settings = sub.add_parser("settings", help="list the settings and their variables")
     settings.add_argument("--markdown", action="store_true", help="as a Markdown table")
     return parser
+
+
+def _version(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a version number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"versions start at 1, got {raw!r}")
+    return value
 
 
 def _replay_args(p: argparse.ArgumentParser, default_speedup: float) -> None:
@@ -136,6 +169,65 @@ def cmd_topics(settings: Settings) -> int:
 
     created = asyncio.run(ensure_topics(settings))
     print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))
+    return 0
+
+
+def cmd_models(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import model_store
+    from streams.models import summarize
+
+    action = args.models_command
+    if action == "checkpoint":
+        version, entry = asyncio.run(model_store.request_checkpoint(settings,
+                                                                    wait_s=args.wait))
+        if entry is None:
+            print(f"checkpoint {version} requested")
+        else:
+            print(f"checkpoint {version}: {entry.vms} VMs in {len(entry.reports)} partitions")
+        return 0
+    if action == "rollback":
+        reports = asyncio.run(model_store.request_rollback(settings, args.version,
+                                                           wait_s=args.wait))
+        if not reports:
+            print(f"rollback to {args.version} requested")
+            return 0
+        restored = sum(r.restored for r in reports)
+        refused = sum(r.refused for r in reports)
+        print(f"rolled back {restored} VMs to version {args.version} in {len(reports)} "
+              f"partitions" + (f"; {refused} snapshots refused (bad signature)" if refused
+                               else ""))
+        return 1 if refused else 0
+    catalog = asyncio.run(model_store.read_catalog(settings))
+    if action == "list":
+        last = catalog.last_rollback()
+        print(f"{'VERSION':>7}  {'CREATED (UTC)':<19}  {'SOURCE':<6}  {'PARTS':>5}  "
+              f"{'VMS':>6}  {'LEARNED':>9}  {'CPU WAPE':>8}  {'INC/1K':>6}")
+        for version in sorted(catalog.versions):
+            entry = catalog.versions[version]
+            m = entry.metrics()
+            wape = m.get("forecast_wape:cpu_pct", float("nan"))
+            created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.model.created_at))
+            mark = "  <- rolled back to" if last is not None and last[1] == version else ""
+            print(f"{version:>7}  {created:<19}  {entry.model.source:<6}  "
+                  f"{len(entry.reports):>5}  {entry.vms:>6}  "
+                  f"{int(m.get('samples_learned', 0)):>9}  {wape:>8.3f}  "
+                  f"{m.get('incidents_per_1k_samples', 0.0):>6.2f}{mark}")
+        if not catalog.versions:
+            print("(no versions yet: `novacron models checkpoint` takes one)")
+        return 0
+    entry = catalog.versions.get(args.version)
+    if entry is None:
+        known = ", ".join(str(v) for v in sorted(catalog.versions)) or "none"
+        print(f"novacron: no model version {args.version} (versions: {known})",
+              file=sys.stderr)
+        return 2
+    import orjson
+
+    print(orjson.dumps({
+        **dataclasses.asdict(entry.model),
+        "metrics": summarize(r.metrics for r in entry.reports.values()),
+        "partitions": {str(p): dataclasses.asdict(r) for p, r in sorted(entry.reports.items())},
+    }, option=orjson.OPT_INDENT_2).decode())
     return 0
 
 
@@ -193,13 +285,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = dataclasses.replace(settings, log_format="text")
     _setup_logging(settings)
     client_errors = _ClientErrors()
-    if args.command in {"replay", "topics"}:
+    if args.command in {"replay", "topics", "models"}:
         # Short-lived commands: the Kafka client's own complaints become part of the one
         # line printed on failure instead of log lines before it.
         kafka_log = logging.getLogger("aiokafka")
         kafka_log.handlers[:] = [client_errors]
         kafka_log.propagate = False
-    needs_cluster = args.command in {"worker", "replay", "topics"}
+    needs_cluster = args.command in {"worker", "replay", "topics", "models"}
     if needs_cluster and not settings.bootstrap_servers:
         print("novacron: config error: KAFKA_BOOTSTRAP_SERVERS is not set (or use "
               "`novacron run`, which starts a local broker)", file=sys.stderr)
@@ -211,12 +303,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_replay(settings, args)
         if args.command == "topics":
             return cmd_topics(settings)
+        if args.command == "models":
+            return cmd_models(settings, args)
         if args.command == "broker":
             return cmd_broker()
         from streams.runner import run_all
 
         return run_all(settings, args)
-    except TraceError as exc:
+    except (TraceError, ModelError) as exc:
         print(f"novacron: {exc}", file=sys.stderr)
         return 2
     except KafkaError as exc:

@@ -46,6 +46,15 @@ class WorkerMetrics:
             "novacron_class_feedback_factor",
             "Fleet-wide threshold factor of an anomaly class from operator verdicts, as this "
             "worker sees it (above 1: less eager to open it).", ["anomaly_class"], registry=r)
+        self.model_checkpoints = Counter(
+            "novacron_model_checkpoints_total",
+            "Partitions this worker snapshotted into a model version.", registry=r)
+        self.model_rollbacks = Counter(
+            "novacron_model_rollbacks_total",
+            "Partitions this worker rolled back to a model version.", registry=r)
+        self.vms_expired = Counter(
+            "novacron_vms_expired_total",
+            "VM states deleted after NOVACRON_IDLE_VM_EXPIRY_S without events.", registry=r)
         self.state_load_failures = Counter(
             "novacron_state_load_failures_total",
             "Stored VM states refused (bad signature or format); the VM starts afresh.",

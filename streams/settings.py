@@ -165,6 +165,19 @@ class Settings:
     batch_within_s: float = _setting(
         "NOVACRON_BATCH_WITHIN_S", 0.05,
         "Longest an agent waits to fill a batch before it processes what it has.", minimum=0)
+    checkpoint_interval_s: float = _setting(
+        "NOVACRON_CHECKPOINT_INTERVAL_S", 3600.0,
+        "How often the leader worker takes a model checkpoint (a version every worker "
+        "snapshots its VMs' learned state into; `novacron models`). 0: only on request.",
+        minimum=0)
+    checkpoints_kept: int = _setting(
+        "NOVACRON_CHECKPOINTS_KEPT", 24,
+        "Model versions whose snapshots are kept: a checkpoint deletes the snapshots of the "
+        "version this many before it (its catalog entry stays).", minimum=1)
+    idle_vm_expiry_s: float = _setting(
+        "NOVACRON_IDLE_VM_EXPIRY_S", 86400.0,
+        "A VM that sent nothing for this long (wall clock) is forgotten: its state is "
+        "deleted from the vm-state table. 0: never.", minimum=0)
     state_signing_key: str = _setting(
         "NOVACRON_STATE_SIGNING_KEY", DEV_SIGNING_KEY,
         "Secret that signs the learned state written to changelog tables; state with a bad "

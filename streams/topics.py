@@ -20,6 +20,10 @@ class TopicSpec:
     #: "in" (the service consumes it), "out" (it publishes it) or "internal" (both: between
     #: its own agents, re-keyed)
     direction: str
+    #: partitions, when not NOVACRON_PARTITIONS (co-partitioned with vm.metrics)
+    partitions: int | None = None
+    #: compacted (the latest record per key is kept) instead of deleted by age
+    compacted: bool = False
 
 
 metrics_topic = TopicSpec(
@@ -53,3 +57,24 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     metrics_topic, feedback_topic, alerts_topic, forecasts_topic, recommendations_topic,
     drift_topic, deadletter_topic, host_usage_topic,
 )
+
+# -- the model catalog (control plane; see streams.models). Not part of the AsyncAPI data
+# plane: the catalog and commands have JSON Schemas, the snapshots are signed state.
+models_topic = TopicSpec(
+    "vm.models", "vm.models.v1.schema.json",
+    "The model catalog: each checkpoint version (kind, parameters, created time), each "
+    "partition's report on it (VMs, evaluation metrics) and each rollback and its "
+    "completion; JSON, one partition, compacted.", "internal", partitions=1, compacted=True)
+model_commands_topic = TopicSpec(
+    "vm.model-commands", "vm.model-commands.v1.schema.json",
+    "Checkpoint and rollback commands, one per partition so the worker owning each "
+    "partition carries it out for its VMs; JSON, co-partitioned with vm.metrics.",
+    "internal")
+model_snapshots_topic = TopicSpec(
+    "vm.model-snapshots", "",
+    "Each VM's learned state in each kept version, keyed <vm_id>@v<version>: the signed "
+    "bytes of the vm-state table (HMAC-verified before loading); co-partitioned with "
+    "vm.metrics, compacted.", "internal", compacted=True)
+
+MODEL_TOPICS: tuple[TopicSpec, ...] = (models_topic, model_commands_topic,
+                                       model_snapshots_topic)
