@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 from faust.streams import _current_event  # the context Faust reads a table write's partition from
 from mode.types.signals import BaseSignalT
 
+from agents.offsets import OffsetGuard, mark_key
 from agents.pipeline import PipelineConfig
 from agents.processor import BatchResult, Inbound, MetricsProcessor
 from agents.scaling.placement import HostState, apply_report
@@ -24,6 +25,7 @@ from streams.tables import (
     class_feedback_table,
     host_directory_table,
     hosts_table,
+    input_offsets_table,
     vm_state_table,
 )
 from streams.topics import (
@@ -87,6 +89,8 @@ def register_agents(service: Service) -> None:
     fleet_table = service.tables[class_feedback_table.name]
     hosts = service.tables[hosts_table.name]
     host_directory = service.tables[host_directory_table.name]
+    marks = service.tables[input_offsets_table.name]
+    guard = OffsetGuard()
     topics = service.topics
     if settings.signing_key_is_default:
         log.warning("NOVACRON_STATE_SIGNING_KEY is not set: learned state is signed with the "
@@ -123,7 +127,14 @@ def register_agents(service: Service) -> None:
         written += [write_through(fleet_table, key, encoded, events[index])
                     for key, (index, encoded) in result.fleet.items()]
         await asyncio.gather(*written)
-        sent: list[Awaitable[Any]] = []
+        # Then, with the outputs, how far each input partition is learned (agents.offsets).
+        last: dict[Any, Any] = {}
+        for event in events:
+            last[event.message.tp] = event
+        sent: list[Awaitable[Any]] = [
+            write_through(marks, mark_key(tp.topic, tp.partition),
+                          str(event.message.offset + 1).encode(), event)
+            for tp, event in last.items()]
         for name, records in ((alerts_topic.name, result.alerts),
                               (forecasts_topic.name, result.forecasts),
                               (drift_topic.name, result.drifts),
@@ -149,17 +160,48 @@ def register_agents(service: Service) -> None:
         return [Inbound(e.message.key, e.message.value, e.message.topic, e.message.partition,
                         e.message.offset) for e in events]
 
+    async def learnable(events: Sequence[Any]) -> Sequence[Any]:
+        """The events to process. A partition whose committed offset ran ahead of the
+        offset its state is learned to is sought back to it (agents.offsets), and its events
+        are dropped until the re-read ones arrive."""
+        by_tp: dict[Any, list[Any]] = {}
+        for e in events:
+            by_tp.setdefault(e.message.tp, []).append(e)
+        keep: list[Any] = []
+        for tp, evs in by_tp.items():
+            raw = marks.get(mark_key(tp.topic, tp.partition))
+            mark = int(raw) if raw is not None else None
+            offsets = [e.message.offset for e in evs]
+            decision, start = guard.plan(tp, offsets, mark, time.monotonic())
+            if decision == "process":
+                keep += evs[start:]
+            elif decision == "rewind" and mark is not None:
+                log.warning("%s[%d]: offsets %d..%d were committed but never learned; "
+                            "reading them again", tp.topic, tp.partition, mark, offsets[0] - 1)
+                service.metrics.input_rewinds.inc()
+                try:
+                    await app.consumer.seek(tp, mark)
+                except Exception as exc:  # e.g. the partition moved on in the meantime
+                    log.error("could not seek %s[%d] to %d: %s", tp.topic, tp.partition,
+                              mark, exc)
+        if len(keep) == len(events):
+            return events
+        kept = {id(e) for e in keep}
+        return [e for e in events if id(e) in kept]  # in the batch's order
+
     async def handle(events: Sequence[Any], agent: str, rekey_topic: str,
                      process: Callable[[Sequence[Inbound], float], BatchResult]) -> None:
         """Process one batch with the shared processor and publish what it asks for."""
         started = time.perf_counter()
-        batch = inbound(events)
         async with turn:
             # No current event while reading: the store then looks the key up in every local
             # partition instead of assuming the partition of whichever event came last.
             _current_event.set(None)
-            result = process(batch, time.time())
-            await publish(result, events, rekey_topic)
+            events = await learnable(events)
+            batch = inbound(events)
+            if batch:
+                result = process(batch, time.time())
+                await publish(result, events, rekey_topic)
         service.metrics.batch_size.observe(len(batch))
         service.metrics.batch_seconds.labels(agent=agent).observe(time.perf_counter() - started)
         observe_end_to_end(events)

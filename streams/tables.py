@@ -46,5 +46,11 @@ host_directory_table = TableSpec(
     "The same host states, readable by every worker (a GlobalTable) so that placement sees "
     "every host; one writer per key, the owner of its vm.host-usage partition.", is_global=True)
 
+input_offsets_table = TableSpec(
+    "input-offsets",
+    "Per input partition (`<topic>/<partition>`), the offset after the last message whose "
+    "learned state was written (agents.offsets): a worker taking the partition over seeks back "
+    "to it when the committed offset ran ahead of what was learned.")
+
 ALL_TABLES: tuple[TableSpec, ...] = (vm_state_table, class_feedback_table, hosts_table,
-                                     host_directory_table)
+                                     host_directory_table, input_offsets_table)
