@@ -54,6 +54,14 @@ def broker_credentials(settings: Settings) -> Any:
     return None
 
 
+def store_options(settings: Settings) -> dict[str, int]:
+    """RocksDB options of every table partition: small memtables and block cache, so a
+    worker's memory is bounded by partitions x tables x (2 memtables + cache)."""
+    return {"write_buffer_size": settings.store_write_buffer_mb * 2**20,
+            "max_write_buffer_number": 2,
+            "block_cache_size": settings.store_block_cache_mb * 2**20}
+
+
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> Service:
     """Build the Faust app for ``settings`` with every topic, table, agent and page."""
     if not settings.bootstrap_servers:
@@ -95,7 +103,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         kind = app.GlobalTable if spec.is_global else app.Table
         tables[spec.name] = kind(spec.name, key_type=bytes, value_type=bytes,  # raw
                                  partitions=settings.partitions, recovery_buffer_size=1,
-                                 help=spec.doc)
+                                 options=store_options(settings), help=spec.doc)
     service = Service(app=app, settings=settings, metrics=WorkerMetrics(registry),
                       topics=topics, tables=tables)
     # Imported here: the agents module needs a built service to attach to.

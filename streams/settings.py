@@ -165,6 +165,15 @@ class Settings:
     batch_within_s: float = _setting(
         "NOVACRON_BATCH_WITHIN_S", 0.05,
         "Longest an agent waits to fill a batch before it processes what it has.", minimum=0)
+    store_write_buffer_mb: int = _setting(
+        "NOVACRON_STORE_WRITE_BUFFER_MB", 8,
+        "RocksDB memtable size of each table partition the worker holds, MiB (two at most per "
+        "partition): with the block cache, what bounds a worker's store memory. Faust's "
+        "default is 64 MiB x 3.", minimum=1)
+    store_block_cache_mb: int = _setting(
+        "NOVACRON_STORE_BLOCK_CACHE_MB", 16,
+        "RocksDB block cache of each table partition the worker holds, MiB (Faust's default is "
+        "2 GiB).", minimum=1)
     checkpoint_interval_s: float = _setting(
         "NOVACRON_CHECKPOINT_INTERVAL_S", 3600.0,
         "How often the leader worker takes a model checkpoint (a version every worker "

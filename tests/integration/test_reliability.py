@@ -52,10 +52,6 @@ def learned(worker: WorkerProcess, vm: str) -> int:
     return int(orjson.loads(body)["samples_learned"]) if status == 200 else -1
 
 
-@pytest.mark.skip(reason=(
-    "known defect, measured: in about half the runs the survivor ends with one to a few "
-    "dozen samples of a taken-over VM never learned (its restored state is older than the "
-    "committed input offsets); under investigation, see the README's Failover section"))
 def test_a_killed_worker_loses_nothing_and_opens_nothing_twice(
         cluster_settings: Callable[..., Settings],
         worker_factory: Callable[[Settings], WorkerProcess],
