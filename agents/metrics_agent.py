@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 from faust.streams import _current_event  # the context Faust reads a table write's partition from
 from mode.types.signals import BaseSignalT
 
-from agents.offsets import OffsetGuard, mark_key
+from agents.offsets import mark_key, missing
 from agents.pipeline import PipelineConfig
 from agents.processor import BatchResult, Inbound, MetricsProcessor
 from agents.scaling.placement import HostState, apply_report
@@ -20,6 +20,7 @@ from agents.scaling.sizing import SizingConfig
 from schemas.records import to_json
 from schemas.validate import Rejected, dead_letter, decode_host_report
 from streams.model_store import partition_for
+from streams.reading import Record, read_range
 from streams.state_codec import StateCodec
 from streams.tables import (
     class_feedback_table,
@@ -63,6 +64,14 @@ def pipeline_config(settings: Any) -> PipelineConfig:
     )
 
 
+class Reread:
+    """A message read again outside the consumer (agents.offsets), shaped like a Faust event
+    for the table writes: ``.message`` has the same fields."""
+
+    def __init__(self, record: Record) -> None:
+        self.message = record
+
+
 def write_through(table: Any, key: bytes, value: bytes, event: Any) -> Awaitable[Any]:
     """``table[key] = value`` in the partition of ``event``, returning the changelog send to
     await: it resolves once the broker has the record.
@@ -90,7 +99,6 @@ def register_agents(service: Service) -> None:
     hosts = service.tables[hosts_table.name]
     host_directory = service.tables[host_directory_table.name]
     marks = service.tables[input_offsets_table.name]
-    guard = OffsetGuard()
     topics = service.topics
     if settings.signing_key_is_default:
         log.warning("NOVACRON_STATE_SIGNING_KEY is not set: learned state is signed with the "
@@ -161,33 +169,27 @@ def register_agents(service: Service) -> None:
                         e.message.offset) for e in events]
 
     async def learnable(events: Sequence[Any]) -> Sequence[Any]:
-        """The events to process. A partition whose committed offset ran ahead of the
-        offset its state is learned to is sought back to it (agents.offsets), and its events
-        are dropped until the re-read ones arrive."""
-        by_tp: dict[Any, list[Any]] = {}
+        """The batch, with any messages of its partitions that were committed but never
+        learned (before a message, from the partition's learned mark, or the previous message
+        of the batch, up to it) read from Kafka directly and put before it (agents.offsets)."""
+        expected: dict[Any, int | None] = {}
+        out: list[Any] = []
         for e in events:
-            by_tp.setdefault(e.message.tp, []).append(e)
-        keep: list[Any] = []
-        for tp, evs in by_tp.items():
-            raw = marks.get(mark_key(tp.topic, tp.partition))
-            mark = int(raw) if raw is not None else None
-            offsets = [e.message.offset for e in evs]
-            decision, start = guard.plan(tp, offsets, mark, time.monotonic())
-            if decision == "process":
-                keep += evs[start:]
-            elif decision == "rewind" and mark is not None:
+            tp, offset = e.message.tp, e.message.offset
+            if tp not in expected:
+                raw = marks.get(mark_key(tp.topic, tp.partition))
+                expected[tp] = int(raw) if raw is not None else None
+            gap = missing(offset, expected[tp])
+            if gap is not None:
                 log.warning("%s[%d]: offsets %d..%d were committed but never learned; "
-                            "reading them again", tp.topic, tp.partition, mark, offsets[0] - 1)
-                service.metrics.input_rewinds.inc()
-                try:
-                    await app.consumer.seek(tp, mark)
-                except Exception as exc:  # e.g. the partition moved on in the meantime
-                    log.error("could not seek %s[%d] to %d: %s", tp.topic, tp.partition,
-                              mark, exc)
-        if len(keep) == len(events):
-            return events
-        kept = {id(e) for e in keep}
-        return [e for e in events if id(e) in kept]  # in the batch's order
+                            "reading them again", tp.topic, tp.partition, gap.start,
+                            gap.stop - 1)
+                service.metrics.input_gaps.inc()
+                out += [Reread(r) for r in await read_range(settings, tp.topic, tp.partition,
+                                                             gap.start, gap.stop)]
+            out.append(e)
+            expected[tp] = max(expected[tp] or 0, offset + 1)
+        return out
 
     async def handle(events: Sequence[Any], agent: str, rekey_topic: str,
                      process: Callable[[Sequence[Inbound], float], BatchResult]) -> None:

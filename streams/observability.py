@@ -52,10 +52,10 @@ class WorkerMetrics:
         self.model_rollbacks = Counter(
             "novacron_model_rollbacks_total",
             "Partitions this worker rolled back to a model version.", registry=r)
-        self.input_rewinds = Counter(
-            "novacron_input_rewinds_total",
-            "Input partitions sought back to the last learned offset because the committed "
-            "offset had run ahead of it (agents.offsets).", registry=r)
+        self.input_gaps = Counter(
+            "novacron_input_gaps_total",
+            "Input ranges committed but never learned (the committed offset ran ahead of the "
+            "learned mark), read again and learned (agents.offsets).", registry=r)
         self.vms_expired = Counter(
             "novacron_vms_expired_total",
             "VM states deleted after NOVACRON_IDLE_VM_EXPIRY_S without events.", registry=r)

@@ -150,6 +150,6 @@ def test_a_committed_offset_ahead_of_the_learned_state_is_read_again(
 
     second = worker_factory(settings)  # an empty data dir: state and mark from the changelog
     wait_for(lambda: learned(second, "vm-002") == 150, 60, "every sample learned")
-    assert second.counters()["novacron_input_rewinds_total"] == 1
-    view = orjson.loads(second.get("/vms/vm-002")[1])
-    assert view["late_events_total"] == 0, "nothing was learned twice or out of order"
+    assert second.counters()["novacron_input_gaps_total"] == 1
+    time.sleep(2.0)
+    assert learned(second, "vm-002") == 150, "each learned once (repeats are recognised)"
