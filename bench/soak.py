@@ -27,13 +27,11 @@ import asyncio
 import dataclasses
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,7 +44,8 @@ from aiokafka import AIOKafkaProducer  # noqa: E402
 
 from streams.admin import ensure_topics  # noqa: E402
 from streams.broker import LocalKafka, free_port  # noqa: E402
-from streams.runner import settings_env  # noqa: E402
+from streams.runner import settings_env, stop_process  # noqa: E402
+from streams.runner import worker_counters as counters  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.traces import DEFAULT_BITBRAINS_DIR, read_fleet  # noqa: E402
 
@@ -78,21 +77,6 @@ def rss_bytes(pid: int) -> int:
 
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def counters(port: int) -> dict[str, float]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            body = resp.read().decode()
-    except OSError:
-        return {}
-    out: dict[str, float] = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            key = name.split("{")[0]
-            out[key] = out.get(key, 0.0) + float(value)
-    return out
 
 
 async def drive(settings: Settings, args: argparse.Namespace, worker: subprocess.Popen[bytes],
@@ -227,12 +211,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['processed_rate_per_s_after_warmup']:.0f}/s; written {args.out}")
         return 0
     finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        if worker is not None:
+            stop_process(worker)
         if kafka is not None:
             kafka.stop()
 

@@ -87,7 +87,21 @@ class Console:
                    f"{r['target_vcpus']}, memory {mem}: {why}")
 
 
-def _worker_counters(port: int) -> dict[str, float]:
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM ``proc``'s process group (started with ``start_new_session``), then SIGKILL
+    if it has not stopped within ``timeout_s``."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def worker_counters(port: int) -> dict[str, float]:
+    """A worker's Prometheus samples, added up over labels ({} if it does not answer)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
             body = resp.read().decode()
@@ -145,7 +159,7 @@ async def _status(console: Console, counts: dict[str, int], sent: list[int], por
         now = time.monotonic()
         rate = (sent[0] - last_sent) / (now - last_t)
         last_sent, last_t = sent[0], now
-        c = await asyncio.to_thread(_worker_counters, port)
+        c = await asyncio.to_thread(worker_counters, port)
         console.print(console.paint(
             f"-- replayed {sent[0]:,} ({rate:,.0f}/s) | processed "
             f"{c.get('novacron_events_processed_total', 0):,.0f} | dead letters "
@@ -225,13 +239,8 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
         console.print("stopping")
         return 0
     finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
+        if worker is not None:
+            stop_process(worker)
         if log_file is not None:
             log_file.close()
         if kafka is not None:

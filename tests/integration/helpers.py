@@ -119,6 +119,12 @@ async def read_all(bootstrap: str, topic: str, partitions: int,
         await consumer.stop()
 
 
+def learned(worker: WorkerProcess, vm: str) -> int:
+    """Samples the worker has learned for ``vm`` (each once), or -1 if it does not hold it."""
+    status, body = worker.get(f"/vms/{vm}")
+    return int(orjson.loads(body)["samples_learned"]) if status == 200 else -1
+
+
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

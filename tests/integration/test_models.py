@@ -22,7 +22,7 @@ from streams.model_store import partition_for, read_catalog
 from streams.models import snapshot_key
 from streams.runner import settings_env
 from streams.settings import Settings
-from tests.integration.helpers import REPO, WorkerProcess, produce, wait_for
+from tests.integration.helpers import REPO, WorkerProcess, learned, produce, wait_for
 
 VMS = ("vm-001", "vm-002")
 
@@ -43,11 +43,6 @@ async def forge_snapshot(settings: Settings, vm_id: str, version: int) -> None:
             partition=partition_for(vm_id.encode(), settings.partitions))
     finally:
         await producer.stop()
-
-
-def learned(worker: WorkerProcess, vm: str) -> int:
-    status, body = worker.get(f"/vms/{vm}")
-    return int(orjson.loads(body)["samples_learned"]) if status == 200 else -1
 
 
 def test_rollback_takes_effect_on_a_running_worker(

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.broker import LocalKafka, free_port
 from streams.model_store import partition_for
 from streams.settings import Settings
-from tests.integration.helpers import WorkerProcess, produce, read_all, wait_for
+from tests.integration.helpers import WorkerProcess, learned, produce, read_all, wait_for
 
 pytestmark = pytest.mark.reliability
 
@@ -45,11 +45,6 @@ def with_spikes(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
             m["net_rx_bytes_per_s"] = m["net_rx_bytes_per_s"] * 50 + 5e7
         out.append(m)
     return out
-
-
-def learned(worker: WorkerProcess, vm: str) -> int:
-    status, body = worker.get(f"/vms/{vm}")
-    return int(orjson.loads(body)["samples_learned"]) if status == 200 else -1
 
 
 def test_a_killed_worker_loses_nothing_and_opens_nothing_twice(
