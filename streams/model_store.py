@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 from streams.models import (
@@ -25,6 +25,7 @@ from streams.models import (
     VersionEntry,
     version_key,
 )
+from streams.reading import read_topic
 from streams.settings import Settings
 from streams.topics import model_commands_topic, model_snapshots_topic, models_topic
 
@@ -51,31 +52,6 @@ def parameters(settings: Settings) -> dict[str, Any]:
         "forecast_candidates": list(MODELS),
         "pipeline": dataclasses.asdict(pipeline_config(settings)),
     }
-
-
-async def read_topic(settings: Settings, topic: str, partitions: list[int]
-                     ) -> list[tuple[bytes, bytes | None, int]]:
-    """Every record (key, value, partition) of ``partitions`` of ``topic`` from the
-    beginning to their current end, in offset order per partition ([] if no such topic)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                **settings.kafka_client_options())
-    await consumer.start()
-    try:
-        if topic not in await consumer.topics():  # (fetches the cluster's topic names)
-            return []
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[tuple[bytes, bytes | None, int]] = []
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                out.extend((r.key or b"", r.value, r.partition) for r in records)
-        return out
-    finally:
-        await consumer.stop()
 
 
 async def read_catalog(settings: Settings) -> Catalog:
