@@ -72,6 +72,18 @@ class Reread:
         self.message = record
 
 
+class InPartition:
+    """Stands for an event of ``partition`` in a table write (:func:`write_through` only
+    reads ``event.message.partition``)."""
+
+    class _Message:
+        def __init__(self, partition: int) -> None:
+            self.partition = partition
+
+    def __init__(self, partition: int) -> None:
+        self.message = InPartition._Message(partition)
+
+
 def write_through(table: Any, key: bytes, value: bytes, event: Any) -> Awaitable[Any]:
     """``table[key] = value`` in the partition of ``event``, returning the changelog send to
     await: it resolves once the broker has the record.
@@ -110,8 +122,11 @@ def register_agents(service: Service) -> None:
         load_hosts=lambda: list(host_directory.items()),
         max_message_bytes=settings.max_message_bytes,
         max_future_skew_s=settings.max_future_skew_s,
-        idle_expiry_s=settings.idle_vm_expiry_s)
+        idle_expiry_s=settings.idle_vm_expiry_s, state_flush_s=settings.state_flush_s)
     service.processor = processor
+    # Per input partition, the offset after the last message learned (in memory; the marks
+    # table has it as of the last flush of the states).
+    learned: dict[Any, int] = {}
     # Both agents share the processor's cached states: one batch at a time, processed and
     # published, so a state is never written back older than one written just before it.
     turn = asyncio.Lock()
@@ -120,6 +135,7 @@ def register_agents(service: Service) -> None:
     async def forget_cached_states(sender: Any, /, *args: Any, signal: BaseSignalT[Any],
                                    **kwargs: Any) -> None:
         processor.forget()
+        learned.clear()
 
     async def publish(result: BatchResult, events: Sequence[Any], rekey_topic: str) -> None:
         # State first, acknowledged by the broker, then the outputs, also acknowledged, and
@@ -128,21 +144,18 @@ def register_agents(service: Service) -> None:
         # (the batch's inputs are re-delivered, recognised as already learned, and skipped),
         # never outputs whose state was lost (which the next owner would publish again,
         # opening an incident twice), and never committed inputs whose state was lost.
-        written = [write_through(state_table, key, encoded, events[index])
-                   for key, (index, encoded) in result.states.items()]
+        written = [write_through(state_table, key, encoded, InPartition(partition))
+                   for key, (partition, encoded) in result.states.items()]
         # Key partition-<n> is written only by the owner of feedback partition n, tied to one
         # of its messages: always changelog partition n, one writer per key.
         written += [write_through(fleet_table, key, encoded, events[index])
                     for key, (index, encoded) in result.fleet.items()]
         await asyncio.gather(*written)
-        # Then, with the outputs, how far each input partition is learned (agents.offsets).
-        last: dict[Any, Any] = {}
+        # Then, with the outputs, how far each input partition is learned (agents.offsets):
+        # after a flush, every state learned so far is written.
         for event in events:
-            last[event.message.tp] = event
-        sent: list[Awaitable[Any]] = [
-            write_through(marks, mark_key(tp.topic, tp.partition),
-                          str(event.message.offset + 1).encode(), event)
-            for tp, event in last.items()]
+            learned[event.message.tp] = event.message.offset + 1
+        sent: list[Awaitable[Any]] = mark_learned() if result.flushed else []
         for name, records in ((alerts_topic.name, result.alerts),
                               (forecasts_topic.name, result.forecasts),
                               (drift_topic.name, result.drifts),
@@ -156,6 +169,11 @@ def register_agents(service: Service) -> None:
             if records:
                 service.metrics.records_published.labels(topic=name).inc(len(records))
         await asyncio.gather(*sent)
+
+    def mark_learned() -> list[Awaitable[Any]]:
+        return [write_through(marks, mark_key(tp.topic, tp.partition), str(offset).encode(),
+                              InPartition(tp.partition))
+                for tp, offset in learned.items()]
 
     def observe_end_to_end(events: Sequence[Any]) -> None:
         now = time.time()
@@ -178,7 +196,7 @@ def register_agents(service: Service) -> None:
             tp, offset = e.message.tp, e.message.offset
             if tp not in expected:
                 raw = marks.get(mark_key(tp.topic, tp.partition))
-                expected[tp] = int(raw) if raw is not None else None
+                expected[tp] = learned.get(tp, int(raw) if raw is not None else None)
             gap = missing(offset, expected[tp])
             if gap is not None:
                 log.warning("%s[%d]: offsets %d..%d were committed but never learned; "
@@ -208,6 +226,23 @@ def register_agents(service: Service) -> None:
         service.metrics.batch_seconds.labels(agent=agent).observe(time.perf_counter() - started)
         observe_end_to_end(events)
 
+    async def flush() -> None:
+        """Write the states learned since the last flush, and the marks with them (call with
+        ``turn`` held)."""
+        if not processor.dirty:
+            return
+        result = processor.flush(time.time())
+        await asyncio.gather(*(write_through(state_table, key, encoded, InPartition(partition))
+                               for key, (partition, encoded) in result.states.items()))
+        await asyncio.gather(*mark_learned())
+
+    if settings.state_flush_s > 0:
+        @app.timer(settings.state_flush_s)
+        async def flush_states() -> None:
+            """Write what was learned since the last flush, even when input stops."""
+            async with turn:
+                await flush()
+
     if settings.idle_vm_expiry_s > 0:
         @app.timer(min(600.0, settings.idle_vm_expiry_s / 4))
         async def expire_idle_vms() -> None:
@@ -227,7 +262,7 @@ def register_agents(service: Service) -> None:
 
     from agents.model_agent import register_model_agent
 
-    register_model_agent(service, processor, turn, write_through)
+    register_model_agent(service, processor, turn, write_through, flush)
 
     @app.agent(topics[metrics_topic.name], name="score_metrics")
     async def score_metrics(stream: Any) -> None:

@@ -50,7 +50,9 @@ WriteThrough = Callable[[Any, bytes, bytes, Any], Awaitable[Any]]
 
 
 def register_model_agent(service: Service, processor: MetricsProcessor, turn: asyncio.Lock,
-                         write_through: WriteThrough) -> None:
+                         write_through: WriteThrough,
+                         flush: Callable[[], Awaitable[None]]) -> None:
+    """``flush`` writes the states learned but not yet written (with ``turn`` held)."""
     app, settings = service.app, service.settings
     state_table = service.tables[vm_state_table.name]
     topics = service.topics
@@ -61,6 +63,7 @@ def register_model_agent(service: Service, processor: MetricsProcessor, turn: as
         return await app.producer.send(topic, key, value, partition, None, None)
 
     async def checkpoint(cmd: Command, partition: int) -> None:
+        await flush()  # the version is what has been learned, not what was last written
         n = settings.partitions
         states: list[VMState] = []
         sent = []

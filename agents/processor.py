@@ -2,9 +2,18 @@
 
 :class:`MetricsProcessor` turns a batch of raw input messages into everything the agent must
 do: records to publish per topic, dead letters, messages to re-key, and the VM states to write
-back (once per VM per batch, each tied to the last message of that VM so that the table's
-changelog partition is the input partition). Decoded states are cached in memory; the table
-stays the source of truth and the agent clears the cache when partitions move.
+back, each in the partition its messages came from (the table's changelog partition is the
+input partition). Decoded states are cached in memory; the table stays the source of truth and
+the agent clears the cache when partitions move.
+
+A state is written at most once per batch, and with ``state_flush_s`` > 0 less often still: a
+VM's state is written at once when its batch published an alert, a recommendation or a drift
+event (so that those are never published again by a worker that takes the partition over),
+and otherwise kept *dirty* in memory until the next flush, at most ``state_flush_s`` later
+(:attr:`BatchResult.flushed`: every dirty state is in the result). Pickling, compressing and
+sending a VM's whole state on every event is what bounds a worker that holds many VMs; the
+agent advances its learned marks (:mod:`agents.offsets`) only at a flush, so a worker that
+dies in between leaves the input since the last flush to be read and learned again.
 
 Feedback (:meth:`MetricsProcessor.process_feedback`) goes through the same cache: a verdict is
 routed by the vm_id inside its incident id, teaches that VM's state, and counts towards its
@@ -55,8 +64,10 @@ class BatchResult:
     host_reports: list[tuple[bytes, bytes]] = field(default_factory=list)
     deadletters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     rekeyed: list[tuple[bytes, bytes]] = field(default_factory=list)
-    #: vm key -> (index in the batch of that VM's last message, encoded state)
+    #: vm key -> (partition of its messages, encoded state): the table writes
     states: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
+    #: every dirty state is among ``states``: the learned marks may advance
+    flushed: bool = False
     #: class-feedback key -> (index of the last feedback message of that partition, encoded)
     fleet: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
     processed: int = 0
@@ -77,7 +88,7 @@ class MetricsProcessor:
                  load_fleet: Callable[[], Iterable[tuple[bytes, bytes]]] | None = None,
                  load_hosts: Callable[[], Iterable[tuple[bytes, bytes]]] | None = None,
                  max_message_bytes: int = 65536, max_future_skew_s: float = 300.0,
-                 idle_expiry_s: float = 0.0) -> None:
+                 idle_expiry_s: float = 0.0, state_flush_s: float = 0.0) -> None:
         self.cfg = cfg
         self.codec = codec
         self.load_state = load_state
@@ -97,10 +108,16 @@ class MetricsProcessor:
         self.fleet = ClassSensitivity()
         #: when each VM last sent an event (wall clock), to forget idle ones; None: never
         self.idle = IdleTracker(idle_expiry_s) if idle_expiry_s > 0 else None
+        #: how long a learned state may wait in memory before it is written (0: every batch)
+        self.state_flush_s = state_flush_s
+        #: vm key -> partition, for states learned since they were last written
+        self.dirty: dict[bytes, int] = {}
+        self._last_flush = float("-inf")
 
     def forget(self) -> None:
         """Drop cached states (call when partitions are revoked or reassigned)."""
         self.cache.clear()
+        self.dirty.clear()
         self.metrics.cached_vms.set(0)
 
     def _stored_state(self, key: bytes, *, cache: bool = True) -> VMState | None:
@@ -134,6 +151,7 @@ class MetricsProcessor:
         for key in gone:
             self.idle.forget(key)
             self.cache.pop(key, None)
+            self.dirty.pop(key, None)
         if gone:
             self.metrics.vms_expired.inc(len(gone))
             self.metrics.cached_vms.set(len(self.cache))
@@ -222,10 +240,10 @@ class MetricsProcessor:
     def process(self, batch: Sequence[Inbound], now: float) -> BatchResult:
         """A batch of ``vm.metrics`` messages."""
         result = BatchResult()
-        touched: dict[bytes, int] = {}
+        urgent: set[bytes] = set()
         fleet = self.refresh_fleet()
         hosts = self.hosts()
-        for i, msg in enumerate(batch):
+        for msg in batch:
             self.metrics.events_in.labels(topic=msg.topic).inc()
             ev = decode_metric(msg.value, now=now, max_bytes=self.max_message_bytes,
                                max_future_skew_s=self.max_future_skew_s)
@@ -265,18 +283,35 @@ class MetricsProcessor:
                                        for h in out.host_reports)
             for r in out.recommendations:
                 self.metrics.recommendations.labels(action=r.action).inc()
-            touched[key] = i
-            result.processed += 1
-        if self.idle is not None:
-            for key in touched:
+            if out.alerts or out.recommendations or out.drifts:
+                urgent.add(key)
+            self.dirty[key] = msg.partition
+            if self.idle is not None:
                 self.idle.touch(key, now)
+            result.processed += 1
         self.metrics.events_processed.inc(result.processed)
         self.metrics.cached_vms.set(len(self.cache))
-        for key, index in touched.items():
+        if now - self._last_flush >= self.state_flush_s:
+            self._write(result, list(self.dirty))
+            result.flushed = True
+            self._last_flush = now
+        else:
+            self._write(result, [key for key in urgent if key in self.dirty])
+        return result
+
+    def flush(self, now: float) -> BatchResult:
+        """Every dirty state, encoded (for a timer: a worker whose input stopped must not
+        keep learned state unwritten for long)."""
+        result = BatchResult(flushed=True)
+        self._write(result, list(self.dirty))
+        self._last_flush = now
+        return result
+
+    def _write(self, result: BatchResult, keys: Iterable[bytes]) -> None:
+        for key in keys:
             encoded = self.codec.dumps(self.cache[key])
             self.metrics.state_bytes.observe(len(encoded))
-            result.states[key] = (index, encoded)
-        return result
+            result.states[key] = (self.dirty.pop(key), encoded)
 
     def process_feedback(self, batch: Sequence[Inbound], now: float) -> BatchResult:
         """A batch of ``vm.feedback`` messages: verdicts on the VMs' recent incidents.
@@ -319,7 +354,7 @@ class MetricsProcessor:
             result.feedback += 1
             if not changed:
                 continue  # the same verdict again (redelivered): nothing new to learn
-            touched[key] = i
+            touched[key] = msg.partition
             part_key = fleet_key(msg.partition)
             part = self._fleet_parts.get(part_key)
             counts = part[1] if part is not None and part[1] is not None else ClassSensitivity()
@@ -328,8 +363,9 @@ class MetricsProcessor:
             self._fleet_parts[part_key] = (encoded, counts)
             fleet_touched[part_key] = i
         self.metrics.cached_vms.set(len(self.cache))
-        for key, index in touched.items():
-            result.states[key] = (index, self.codec.dumps(self.cache[key]))
+        for key, partition in touched.items():
+            self.dirty.pop(key, None)  # written now, with everything it learned
+            result.states[key] = (partition, self.codec.dumps(self.cache[key]))
         for part_key, index in fleet_touched.items():
             result.fleet[part_key] = (index, self._fleet_parts[part_key][0])
         if fleet_touched:

@@ -119,15 +119,35 @@ class SeriesForecaster:
         self._now = 0.0  # newest sample's time, for River's forecast(horizon)
         self._decay = 0.5 ** (1.0 / _ERROR_HALFLIFE)
         self._scale_decay = 0.5 ** (1.0 / _SCALE_HALFLIFE)
+        self._reset_memo()
+
+    def _reset_memo(self) -> None:
+        # What learning has not changed since it was computed (never stored): the model
+        # chosen per horizon, and the forecasts of every horizon as of the newest sample.
+        self._chosen: list[int] | None = None
+        self._latest: tuple[float, list[tuple[float, Band]]] | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state.pop("_chosen", None)
+        state.pop("_latest", None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._reset_memo()
 
     # -- selection -------------------------------------------------------------------------
     def chosen(self, h: int) -> int:
         """Index in :data:`MODELS` of the model used at horizon index ``h``."""
-        k = len(MODELS)
-        if self.scored[h] < 3:
-            return CANDIDATES.index("median_6")
-        row = self.errors[h * k:(h + 1) * k]
-        return min(range(k), key=row.__getitem__)
+        if self._chosen is None:
+            k = len(MODELS)
+            default = CANDIDATES.index("median_6")
+            self._chosen = [
+                default if self.scored[i] < 3
+                else min(range(k), key=self.errors[i * k:(i + 1) * k].__getitem__)
+                for i in range(len(self.horizons_s))]
+        return self._chosen[h]
 
     def chosen_name(self, h: int = 0) -> str:
         return MODELS[self.chosen(h)]
@@ -140,6 +160,9 @@ class SeriesForecaster:
         ``horizons_s`` must be among the forecaster's horizons (default: all of them).
         """
         wanted = self.horizons_s if horizons_s is None else tuple(float(h) for h in horizons_s)
+        if self._latest is not None and self._latest[0] == timestamp:
+            latest = self._latest[1]
+            return [latest[self.horizons_s.index(h_s)] for h_s in wanted]
         paths = self.candidates.forecast(timestamp, list(wanted))
         out = []
         for h_s, per_candidate in zip(wanted, paths, strict=True):
@@ -177,16 +200,21 @@ class SeriesForecaster:
         self._now = timestamp
         self.drift_detected = False
         self.scored_now = None
+        self._reset_memo()
         self._score(timestamp, y)
         self.candidates.learn_one(timestamp, y)
         if timestamp - self.last_grid >= self.grid_s:
             self.last_grid = timestamp
             paths = self.candidates.forecast(timestamp, list(self.horizons_s))
             packed = paths[0][:N_FLAT]  # the flat candidates
+            latest = []
             for h, per_candidate in enumerate(paths):
                 models = self._models(h, per_candidate)
-                packed.extend((*models[N_FLAT:], models[self.chosen(h)]))
+                point = models[self.chosen(h)]
+                packed.extend((*models[N_FLAT:], point))
+                latest.append(self._with_band(h, point))
             self.pending.append(timestamp, packed)
+            self._latest = (timestamp, latest)
             while self.pending and timestamp - self.pending.made_at[0] > max(self.horizons_s) + \
                     self.grid_s:
                 self.pending.popleft()

@@ -230,7 +230,7 @@ def test_a_false_positive_keeps_the_same_pattern_the_next_night_quiet(
     treated = make_processor(dict(store), fleet)
     fb = treated.process_feedback([verdict(backups[0]["incident_id"], offset=7)], now=NOW)
     assert (fb.feedback, fb.deadletters, fb.rekeyed) == (1, [], [])
-    assert list(fb.states) == [b"vm-001"] and fb.states[b"vm-001"][0] == 0
+    assert list(fb.states) == [b"vm-001"] and fb.states[b"vm-001"][0] == 2  # its partition
     assert list(fb.fleet) == [fleet_key(2)]
     registry = treated.metrics.registry
     assert registry.get_sample_value("novacron_feedback_total",

@@ -1,0 +1,89 @@
+"""The worker's per-batch code without Kafka: how fast can one process learn at all?
+
+Feeds the tiled fleet of :mod:`bench.throughput` (the Bitbrains traces over ``--vms`` VMs)
+through :class:`agents.processor.MetricsProcessor` in batches of ``--batch`` messages, exactly
+as the agent does (decode and validate, every learner, records encoded, one signed state per
+VM per batch), with no broker. This is the ceiling of the streaming pipeline on this machine;
+``--profile`` prints where the time goes (cProfile, top 25 by own time).
+
+Usage::
+
+    python bench/offline.py [--events 50000] [--vms 1000] [--batch 500] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import orjson  # noqa: E402
+
+from agents.metrics_agent import pipeline_config  # noqa: E402
+from agents.processor import Inbound, MetricsProcessor  # noqa: E402
+from bench.throughput import Fleet  # noqa: E402
+from streams.observability import WorkerMetrics  # noqa: E402
+from streams.settings import Settings  # noqa: E402
+from streams.state_codec import StateCodec  # noqa: E402
+from streams.traces import DEFAULT_BITBRAINS_DIR  # noqa: E402
+
+
+def messages(data: Path, vms: int, n: int) -> list[Inbound]:
+    fleet = Fleet(data, vms)
+    out = []
+    for offset in range(n):
+        m = next(fleet)
+        out.append(Inbound(m["vm_id"].encode(), orjson.dumps(m), "vm.metrics", 0, offset))
+    return out
+
+
+def run(batch: list[Inbound], size: int, now: float) -> MetricsProcessor:
+    settings = Settings()
+    proc = MetricsProcessor(pipeline_config(settings), StateCodec(b"bench"), lambda _: None,
+                            WorkerMetrics(registry=None), max_future_skew_s=1e12)
+    for i in range(0, len(batch), size):
+        proc.process(batch[i:i + size], now)
+    return proc
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=50_000)
+    p.add_argument("--vms", type=int, default=1_000)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--data", type=Path, default=DEFAULT_BITBRAINS_DIR)
+    p.add_argument("--profile", action="store_true", help="print a cProfile summary")
+    p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    args = p.parse_args(argv)
+    if not args.data.is_dir():
+        p.error(f"--data {args.data} is not a folder (see ../shared/data/README.md)")
+    batch = messages(args.data, args.vms, args.events)
+    now = time.time()
+    started = time.perf_counter()
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.runcall(run, batch, args.batch, now)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    else:
+        run(batch, args.batch, now)
+    elapsed = time.perf_counter() - started
+    result = {"events": args.events, "vms": args.vms, "batch": args.batch,
+              "events_per_s": args.events / elapsed, "elapsed_s": elapsed,
+              "command": "python bench/offline.py " + " ".join(argv or sys.argv[1:])}
+    print(f"{result['events_per_s']:,.0f} events/s offline ({args.events:,} events, "
+          f"{args.vms:,} VMs, batches of {args.batch}{', profiled' if args.profile else ''})")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

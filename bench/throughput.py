@@ -1,0 +1,332 @@
+"""Throughput and latency of one worker against the machine's limit, on the real local broker.
+
+One run, four measurements (issue 7):
+
+1. **Preload** ``--events`` metric messages from ``--vms`` VMs into ``vm.metrics``: the
+   Bitbrains traces tiled over the fleet, VM ``i`` replaying trace ``i mod T`` from its own
+   row offset, in rounds (every VM's next sample, then the next round).
+2. **Raw limit**: one aiokafka consumer that only fetches and orjson-decodes that topic.
+3. **Pipeline**: one ``novacron worker`` process (every agent and learner on) started on the
+   preloaded topic; events per second from its first processed event until the topic is
+   drained (or ``--max-pipeline-s`` has passed: the rate is then over the time it had, and
+   ``drained`` says false).
+4. **Latency** at steady offered rates (``--rates``, default 1,000 and 5,000 events/s), each
+   with its own fresh topics and worker: the time from just before an event is produced to the
+   moment its first forecast record reaches a consumer, p50 and p99 over ``--latency-s``
+   seconds after ``--warmup-s``. A worker slower than the offered rate falls behind and its
+   latency grows for as long as the phase lasts: ``kept_up`` says whether it processed what it
+   was offered.
+
+Writes ``bench/results/throughput.json``::
+
+    {"raw_events_per_s": r, "pipeline_events_per_s": p, "ratio": p / r,
+     "latency_ms": {"1000": {"p50": a, "p99": b}, "5000": {"p50": c, "p99": d}}, ...}
+
+Usage::
+
+    python bench/throughput.py [--events 1000000] [--vms 10000]
+                               [--data ../shared/data/bitbrains_rnd]
+
+Targets: >= 10,000 events/s per worker with every learner on, p99 < 100 ms at 5,000 events/s,
+and beyond that a ratio >= 0.25.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+
+from streams.admin import ensure_topics  # noqa: E402
+from streams.broker import LocalKafka, free_port  # noqa: E402
+from streams.runner import settings_env, stop_process, worker_counters  # noqa: E402
+from streams.settings import Settings  # noqa: E402
+from streams.traces import DEFAULT_BITBRAINS_DIR, bitbrains_files, read_vm  # noqa: E402
+
+_STEP_S = 300.0  # the Bitbrains sampling step: each round advances event time by one step
+_T0 = 1_700_000_000.0
+
+
+class Fleet:
+    """``vms`` VMs replaying the traces: VM ``i`` is trace ``i mod T`` from its own offset."""
+
+    def __init__(self, data: Path, vms: int) -> None:
+        files = bitbrains_files(data)
+        self.traces = [list(read_vm(paths, n)) for n, paths in files.items()]
+        t = len(self.traces)
+        self.vms = vms
+        # Offsets spread each trace's copies over its length (a prime stride, so copies of one
+        # trace are not in step).
+        self.offsets = [(i // t) * 7919 % len(self.traces[i % t]) for i in range(vms)]
+        self.round = 0
+        self.index = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        i, r = self.index, self.round
+        trace = self.traces[i % len(self.traces)]
+        row = trace[(self.offsets[i] + r) % len(trace)]
+        self.index += 1
+        if self.index == self.vms:
+            self.index, self.round = 0, r + 1
+        return {**row, "vm_id": f"vm-{i:06d}", "host_id": f"host-{i // 8:05d}",
+                "timestamp": _T0 + r * _STEP_S}
+
+
+def producer_for(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
+                            max_batch_size=512 * 1024, acks=1,
+                            **settings.kafka_client_options())
+
+
+async def preload(settings: Settings, fleet: Fleet, n: int) -> float:
+    """Produce ``n`` events as fast as the producer goes; returns events/s."""
+    producer = producer_for(settings)
+    await producer.start()
+    topic = settings.topic("vm.metrics")
+    started = time.perf_counter()
+    try:
+        pending = []
+        for done in range(1, n + 1):
+            m = next(fleet)
+            pending.append(await producer.send(topic, key=m["vm_id"].encode(),
+                                               value=orjson.dumps(m)))
+            if len(pending) >= 20000:
+                await asyncio.gather(*pending)
+                pending.clear()
+            if done % 100_000 == 0:
+                print(f"  preloaded {done:,}/{n:,}", flush=True)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return n / (time.perf_counter() - started)
+
+
+async def raw_limit(settings: Settings, n: int) -> float:
+    """One consumer that only fetches and decodes the topic: events/s."""
+    topic = settings.topic("vm.metrics")
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                                enable_auto_commit=False, max_partition_fetch_bytes=8 << 20,
+                                fetch_max_bytes=64 << 20, **settings.kafka_client_options())
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        seen = 0
+        started = time.perf_counter()
+        while seen < n:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=50_000)
+            for records in batches.values():
+                for rec in records:
+                    orjson.loads(rec.value)
+            seen += sum(len(r) for r in batches.values())
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    log = open(log_path, "wb")  # noqa: SIM115 - the worker's, for its life
+    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=REPO,
+                              env={**os.environ, **settings_env(settings)}, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not worker_counters(settings.web_port):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the worker did not start; see {log_path}")
+        time.sleep(0.5)
+    return worker
+
+
+def processed(settings: Settings, known: float = 0.0) -> float:
+    """The worker's processed-events counter; ``known`` when it does not answer in time (its
+    web server shares the event loop with the agents, so a long batch can delay it)."""
+    value = worker_counters(settings.web_port).get("novacron_events_processed_total")
+    return known if value is None else max(value, known)
+
+
+def pipeline(settings: Settings, n: int, max_s: float, log_path: Path) -> dict[str, Any]:
+    """Start a worker on the preloaded topic; events/s from its first processed event."""
+    worker = start_worker(settings, log_path)
+    try:
+        while (first := processed(settings)) <= 0:
+            time.sleep(0.05)
+        started = time.perf_counter()
+        last_print = started
+        done = first
+        while done < n and time.perf_counter() - started < max_s:
+            time.sleep(0.5)
+            done = processed(settings, done)
+            if time.perf_counter() - last_print >= 10:
+                last_print = time.perf_counter()
+                rate = (done - first) / (last_print - started)
+                print(f"  processed {done:,.0f}/{n:,} ({rate:,.0f} events/s)", flush=True)
+        elapsed = time.perf_counter() - started
+        return {"events_per_s": (done - first) / elapsed, "processed": done,
+                "elapsed_s": elapsed, "drained": done >= n}
+    finally:
+        stop_process(worker)
+
+
+async def latency(settings: Settings, fleet: Fleet, rate: float, warmup_s: float,
+                  measure_s: float) -> dict[str, Any]:
+    """Offer ``rate`` events/s; per event, the time to its first forecast record."""
+    consumer = AIOKafkaConsumer(settings.topic("vm.forecasts"),
+                                bootstrap_servers=settings.bootstrap_servers,
+                                auto_offset_reset="latest", enable_auto_commit=False,
+                                fetch_max_wait_ms=5, **settings.kafka_client_options())
+    await consumer.start()
+    await consumer.seek_to_end()
+    producer = producer_for(settings)
+    await producer.start()
+    topic = settings.topic("vm.metrics")
+    sent_at: dict[tuple[str, float], float] = {}
+    latencies_ms: list[float] = []
+    measuring_from = time.time() + warmup_s
+    stop_sending = measuring_from + measure_s
+
+    async def receive() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for records in batches.values():
+                for rec in records:
+                    f = orjson.loads(rec.value)
+                    t = sent_at.pop((f["vm_id"], f["timestamp"]), None)
+                    if t is not None and t >= measuring_from:
+                        latencies_ms.append(1000.0 * (now - t))
+
+    receiver = asyncio.create_task(receive())
+    sent = 0
+    processed_before = processed(settings)
+    started = time.time()
+    try:
+        while (now := time.time()) < stop_sending:
+            due = int((now - started) * rate) - sent
+            for _ in range(min(due, 2000)):
+                m = next(fleet)
+                sent_at[(m["vm_id"], m["timestamp"])] = time.time()
+                await producer.send(topic, key=m["vm_id"].encode(), value=orjson.dumps(m))
+                sent += 1
+            await asyncio.sleep(0.001)
+        await producer.flush()
+        elapsed = time.time() - started
+        done = processed(settings, processed_before) - processed_before
+        await asyncio.sleep(min(5.0, measure_s))  # let the last outputs arrive
+    finally:
+        receiver.cancel()
+        await producer.stop()
+        await consumer.stop()
+    lat = np.asarray(latencies_ms)
+    return {"offered_events_per_s": sent / elapsed,
+            "processed_events_per_s": done / elapsed,
+            "kept_up": done >= 0.98 * sent,
+            "measured_events": int(lat.size),
+            "p50": float(np.percentile(lat, 50)) if lat.size else None,
+            "p99": float(np.percentile(lat, 99)) if lat.size else None}
+
+
+def worker_settings(base: Settings, tmp: Path, name: str) -> Settings:
+    return dataclasses.replace(
+        base, topic_prefix=f"tp{os.getpid()}{name}.", app_id=f"novacron-tp-{os.getpid()}-{name}",
+        data_dir=str(tmp / name), web_port=free_port(), checkpoint_interval_s=0.0,
+        log_level="warning")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=1_000_000, help="events preloaded")
+    p.add_argument("--vms", type=int, default=10_000, help="VMs they come from")
+    p.add_argument("--data", type=Path, default=DEFAULT_BITBRAINS_DIR)
+    p.add_argument("--max-pipeline-s", type=float, default=900.0,
+                   help="stop measuring the pipeline after this long if not drained")
+    p.add_argument("--rates", default="1000,5000", help="offered rates for latency, events/s")
+    p.add_argument("--warmup-s", type=float, default=10.0)
+    p.add_argument("--latency-s", type=float, default=30.0)
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "throughput.json")
+    args = p.parse_args(argv)
+    if not args.data.is_dir():
+        p.error(f"--data {args.data} is not a folder (see ../shared/data/README.md)")
+    if args.events < 1 or args.vms < 1:
+        p.error("--events and --vms must be positive")
+    try:
+        rates = [int(r) for r in args.rates.split(",") if r]
+    except ValueError:
+        p.error(f"--rates must be whole numbers separated by commas, got {args.rates!r}")
+
+    kafka = None
+    tmp = Path(tempfile.mkdtemp(prefix="throughput-"))
+    try:
+        base = Settings.from_env()
+        if not base.bootstrap_servers:
+            kafka = LocalKafka(data_dir=tmp / "kafka", port=free_port()).start()
+            base = dataclasses.replace(base, bootstrap_servers=kafka.bootstrap_servers)
+        fleet = Fleet(args.data, args.vms)
+        settings = worker_settings(base, tmp, "pipeline")
+        asyncio.run(ensure_topics(settings))
+        print(f"preloading {args.events:,} events from {args.vms:,} VMs "
+              f"({len(fleet.traces)} traces) into {settings.partitions} partitions", flush=True)
+        produce_rate = asyncio.run(preload(settings, fleet, args.events))
+        raw = asyncio.run(raw_limit(settings, args.events))
+        print(f"raw limit (fetch + orjson decode): {raw:,.0f} events/s", flush=True)
+        pipe = pipeline(settings, args.events, args.max_pipeline_s, tmp / "pipeline.log")
+        print(f"pipeline: {pipe['events_per_s']:,.0f} events/s "
+              f"({'drained' if pipe['drained'] else 'not drained'} after "
+              f"{pipe['elapsed_s']:.0f} s)", flush=True)
+        lat: dict[str, Any] = {}
+        for rate in rates:
+            s = worker_settings(base, tmp, f"lat{rate}")
+            asyncio.run(ensure_topics(s))
+            worker = start_worker(s, tmp / f"lat{rate}.log")
+            try:
+                lat[str(rate)] = asyncio.run(latency(s, Fleet(args.data, args.vms), rate,
+                                                     args.warmup_s, args.latency_s))
+            finally:
+                stop_process(worker)
+            r = lat[str(rate)]
+            print(f"latency at {rate:,} events/s offered: p50 {r['p50']} ms, p99 {r['p99']} ms"
+                  f" (processed {r['processed_events_per_s']:,.0f}/s, kept up: "
+                  f"{r['kept_up']})", flush=True)
+        result = {
+            "raw_events_per_s": raw,
+            "pipeline_events_per_s": pipe["events_per_s"],
+            "ratio": pipe["events_per_s"] / raw,
+            "latency_ms": {k: {"p50": v["p50"], "p99": v["p99"]} for k, v in lat.items()},
+            "pipeline": pipe,
+            "latency_detail": lat,
+            "preload_events_per_s": produce_rate,
+            "targets": {"pipeline_events_per_s": 10_000, "p99_ms_at_5000": 100, "ratio": 0.25},
+            "command": "python bench/throughput.py " + " ".join(argv or sys.argv[1:]),
+            "params": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "cpus": os.cpu_count(),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"ratio {result['ratio']:.4f}; written {args.out}")
+        return 0
+    finally:
+        if kafka is not None:
+            kafka.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
