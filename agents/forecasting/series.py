@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 
 from river import drift
@@ -181,7 +182,8 @@ class SeriesForecaster:
         """The point and its intervals, never below 0. When the residuals have been lopsided
         enough that the point falls outside its own 80 % interval, the point moves to the
         interval's nearer edge (a bias correction) rather than the interval stretching."""
-        s80, s90 = (self.scale[h] * math.exp(w) for w in self.widen[2 * h:2 * h + 2])
+        scale = self.scale[h]
+        s80, s90 = scale * math.exp(self.widen[2 * h]), scale * math.exp(self.widen[2 * h + 1])
         q = self.quantiles[h * len(QUANTILES):(h + 1) * len(QUANTILES)]
         a, b = max(0.0, point + s80 * q[0]), max(0.0, point + s80 * q[1])
         lo80, hi80 = min(a, b), max(a, b)  # the two quantiles may cross while they settle
@@ -223,29 +225,36 @@ class SeriesForecaster:
         k = len(MODELS)
         tolerance = self.grid_s / 2.0
         pending = self.pending
-        for idx in range(len(pending)):
-            made_at, mask = pending.made_at[idx], pending.mask[idx]
+        made = pending.made_at
+        # Rows are in time order: those due at horizon h were made about h before now. Each
+        # row found near there (a second of slack against rounding) is checked exactly.
+        due = sorted({(idx, h) for h, h_s in enumerate(self.horizons_s)
+                      for idx in range(bisect_left(made, timestamp - h_s - tolerance - 1.0),
+                                       bisect_right(made, timestamp - h_s + tolerance + 1.0))})
+        for idx, h in due:
+            made_at, mask = made[idx], pending.mask[idx]
             if made_at + self.horizons_s[0] - timestamp > tolerance:
-                break  # rows are in time order: later ones are not due either
+                break  # later rows are not due either
+            h_s = self.horizons_s[h]
+            if mask & (1 << h) or abs(made_at + h_s - timestamp) > tolerance:
+                continue
             paths = pending.row(idx)
-            for h, h_s in enumerate(self.horizons_s):
-                if mask & (1 << h) or abs(made_at + h_s - timestamp) > tolerance:
-                    continue
-                mask |= 1 << h
-                # this horizon's timed candidates', the combination's and the chosen forecasts
-                at = N_FLAT + (k - N_FLAT + 1) * h
-                forecasts = [*paths[:N_FLAT], *paths[at:at + k - N_FLAT + 1]]
-                d = self._decay
-                for c in range(k):
-                    i = h * k + c
-                    self.errors[i] = d * self.errors[i] + (1 - d) * abs(y - forecasts[c])
-                self.scored[h] = d * self.scored[h] + 1.0
-                self._update_weights(h, forecasts[:k - 1], forecasts[k - 1], y)
-                self._update_widths(h, forecasts[k], y)
-                self._update_quantiles(h, y - forecasts[k])
-                if h == 0:
-                    self._watch_drift(abs(y - forecasts[k]))
-                    self.scored_now = (abs(y - forecasts[k]), abs(y))
+            mask |= 1 << h
+            # this horizon's timed candidates', the combination's and the chosen forecasts
+            at = N_FLAT + (k - N_FLAT + 1) * h
+            forecasts = [*paths[:N_FLAT], *paths[at:at + k - N_FLAT + 1]]
+            d, fresh = self._decay, 1 - self._decay
+            base = h * k
+            self.errors[base:base + k] = array("f", [
+                d * e + fresh * abs(y - f)
+                for e, f in zip(self.errors[base:base + k], forecasts, strict=False)])
+            self.scored[h] = d * self.scored[h] + 1.0
+            self._update_weights(h, forecasts[:k - 1], forecasts[k - 1], y)
+            self._update_widths(h, forecasts[k], y)
+            self._update_quantiles(h, y - forecasts[k])
+            if h == 0:
+                self._watch_drift(abs(y - forecasts[k]))
+                self.scored_now = (abs(y - forecasts[k]), abs(y))
             pending.mask[idx] = mask
 
     def _update_weights(self, h: int, candidates: Sequence[float], combo: float,
@@ -256,15 +265,14 @@ class SeriesForecaster:
         if not scale or combo == y:
             return
         k = len(CANDIDATES)
-        w = self.weights
         sign = 1.0 if combo > y else -1.0
         base = h * k
-        for c in range(k):
-            g = max(-3.0, min(3.0, sign * (candidates[c] - combo) / scale))
-            w[base + c] *= math.exp(-_COMBO_RATE * g)
-        total = sum(w[base:base + k])
-        for c in range(k):
-            w[base + c] = max(w[base + c] / total, 1e-4)
+        exp = math.exp
+        stepped = array("f", [  # single precision, as stored, before they are added up
+            wi * exp(-_COMBO_RATE * max(-3.0, min(3.0, sign * (f - combo) / scale)))
+            for wi, f in zip(self.weights[base:base + k], candidates, strict=True)])
+        total = sum(stepped)
+        self.weights[base:base + k] = array("f", [max(wi / total, 1e-4) for wi in stepped])
 
     def _update_widths(self, h: int, point: float, y: float) -> None:
         """Adaptive conformal inference (Gibbs & Candes, 2021) on each interval's width: wider
