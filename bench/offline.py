@@ -44,12 +44,15 @@ def messages(data: Path, vms: int, n: int) -> list[Inbound]:
     return out
 
 
-def run(batch: list[Inbound], size: int, now: float) -> MetricsProcessor:
-    settings = Settings()
+def run(batch: list[Inbound], size: int) -> MetricsProcessor:
+    """The batches through one processor configured as the worker is (the wall clock paces
+    its state flushes, as in the worker)."""
+    settings = Settings.from_env()
     proc = MetricsProcessor(pipeline_config(settings), StateCodec(b"bench"), lambda _: None,
-                            WorkerMetrics(registry=None), max_future_skew_s=1e12)
+                            WorkerMetrics(registry=None), max_future_skew_s=1e12,
+                            state_flush_s=settings.state_flush_s)
     for i in range(0, len(batch), size):
-        proc.process(batch[i:i + size], now)
+        proc.process(batch[i:i + size], time.time())
     return proc
 
 
@@ -65,14 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_dir():
         p.error(f"--data {args.data} is not a folder (see ../shared/data/README.md)")
     batch = messages(args.data, args.vms, args.events)
-    now = time.time()
     started = time.perf_counter()
     if args.profile:
         prof = cProfile.Profile()
-        prof.runcall(run, batch, args.batch, now)
+        prof.runcall(run, batch, args.batch)
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     else:
-        run(batch, args.batch, now)
+        run(batch, args.batch)
     elapsed = time.perf_counter() - started
     result = {"events": args.events, "vms": args.vms, "batch": args.batch,
               "events_per_s": args.events / elapsed, "elapsed_s": elapsed,

@@ -31,6 +31,7 @@ from statistics import NormalDist
 
 from river import anomaly
 
+from agents.anomaly import hst_state
 from agents.anomaly.series import WEIGHTS, SeriesDetector, squash
 from agents.anomaly.stats import EWStats, Likelihood
 from schemas.records import METRIC_FIELDS, FeatureContribution
@@ -182,10 +183,21 @@ class VMDetector:
                 det.learn_one(timestamp, values[m])
         self.n += 1
 
+    def __getstate__(self) -> dict[str, object]:
+        # The trees as arrays (agents.anomaly.hst_state): most of a VM's state, and far
+        # slower to pickle as the node objects they are.
+        state = dict(self.__dict__)
+        if self.trees.trees:
+            state["trees"] = hst_state.pack(self.trees)
+        return state
+
     def __setstate__(self, state: dict[str, object]) -> None:
-        # Detectors pickled before ``stuck`` existed load with a fresh one.
+        # Detectors pickled before ``stuck`` existed load with a fresh one; trees pickled
+        # before they were packed load as they are.
         self.__dict__.update(state)
         self.__dict__.setdefault("stuck", StuckRun())
+        if isinstance(self.trees, tuple):
+            self.trees = hst_state.unpack(self.trees)
 
     def explain(self, values: Mapping[str, float], top: int = 3,
                 focus: str = "") -> list[FeatureContribution]:

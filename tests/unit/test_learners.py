@@ -35,7 +35,24 @@ def test_detector_pickle_round_trip_continues_identically(vm1_events: list[Metri
     det = VMDetector(seed=3)
     run(det, samples[:300])
     clone = pickle.loads(pickle.dumps(det))
+
+    def nodes(d: VMDetector) -> list[tuple[object, ...]]:
+        return [(type(n).__name__, getattr(n, "feature", None), getattr(n, "threshold", None),
+                 n.l_mass, n.r_mass) for tree in d.trees.trees for n in tree.iter_dfs()]
+
+    assert nodes(clone) == nodes(det), "the half-space trees come back node for node"
     assert run(clone, samples[300:]) == run(det, samples[300:])
+
+
+def test_detector_pickled_with_river_tree_objects_still_loads(vm1_events: list[MetricEvent]
+                                                              ) -> None:
+    """States written before the trees were packed as arrays keep working."""
+    samples = metrics_of(vm1_events)
+    det = VMDetector(seed=3)
+    run(det, samples[:300])
+    legacy = VMDetector.__new__(VMDetector)
+    legacy.__setstate__(copy.deepcopy(dict(det.__dict__)))  # trees as River objects
+    assert run(legacy, samples[300:]) == run(det, samples[300:])
 
 
 def test_detector_same_seed_same_scores(vm1_events: list[MetricEvent]) -> None:
