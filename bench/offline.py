@@ -35,8 +35,8 @@ from streams.state_codec import StateCodec  # noqa: E402
 from streams.traces import DEFAULT_BITBRAINS_DIR  # noqa: E402
 
 
-def messages(data: Path, vms: int, n: int) -> list[Inbound]:
-    fleet = Fleet(data, vms)
+def messages(data: Path, vms: int, n: int, step_s: float = 10.0) -> list[Inbound]:
+    fleet = Fleet(data, vms, step_s)
     out = []
     for offset in range(n):
         m = next(fleet)
@@ -61,13 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=50_000)
     p.add_argument("--vms", type=int, default=1_000)
     p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--step-s", type=float, default=10.0,
+                   help="event time between a VM's samples (the Bitbrains traces: 300)")
     p.add_argument("--data", type=Path, default=DEFAULT_BITBRAINS_DIR)
     p.add_argument("--profile", action="store_true", help="print a cProfile summary")
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
     if not args.data.is_dir():
         p.error(f"--data {args.data} is not a folder (see ../shared/data/README.md)")
-    batch = messages(args.data, args.vms, args.events)
+    batch = messages(args.data, args.vms, args.events, args.step_s)
     started = time.perf_counter()
     if args.profile:
         prof = cProfile.Profile()

@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -59,14 +60,15 @@ from streams.runner import settings_env, stop_process, worker_counters  # noqa: 
 from streams.settings import Settings  # noqa: E402
 from streams.traces import DEFAULT_BITBRAINS_DIR, bitbrains_files, read_vm  # noqa: E402
 
-_STEP_S = 300.0  # the Bitbrains sampling step: each round advances event time by one step
+_STEP_S = 10.0  # event time between a VM's samples: the issue's fleet reports every 10 s
 _T0 = 1_700_000_000.0
 
 
 class Fleet:
-    """``vms`` VMs replaying the traces: VM ``i`` is trace ``i mod T`` from its own offset."""
+    """``vms`` VMs replaying the traces: VM ``i`` is trace ``i mod T`` from its own offset,
+    one sample per round, rounds ``step_s`` apart in event time."""
 
-    def __init__(self, data: Path, vms: int) -> None:
+    def __init__(self, data: Path, vms: int, step_s: float = _STEP_S) -> None:
         files = bitbrains_files(data)
         self.traces = [list(read_vm(paths, n)) for n, paths in files.items()]
         t = len(self.traces)
@@ -74,6 +76,7 @@ class Fleet:
         # Offsets spread each trace's copies over its length (a prime stride, so copies of one
         # trace are not in step).
         self.offsets = [(i // t) * 7919 % len(self.traces[i % t]) for i in range(vms)]
+        self.step_s = step_s
         self.round = 0
         self.index = 0
 
@@ -88,7 +91,7 @@ class Fleet:
         if self.index == self.vms:
             self.index, self.round = 0, r + 1
         return {**row, "vm_id": f"vm-{i:06d}", "host_id": f"host-{i // 8:05d}",
-                "timestamp": _T0 + r * _STEP_S}
+                "timestamp": _T0 + r * self.step_s}
 
 
 def producer_for(settings: Settings) -> AIOKafkaProducer:
@@ -173,23 +176,35 @@ def pipeline(settings: Settings, n: int, max_s: float, log_path: Path) -> dict[s
         started = time.perf_counter()
         last_print = started
         done = first
+        samples = [(0.0, first)]
         while done < n and time.perf_counter() - started < max_s:
             time.sleep(0.5)
             done = processed(settings, done)
+            samples.append((time.perf_counter() - started, done))
             if time.perf_counter() - last_print >= 10:
                 last_print = time.perf_counter()
                 rate = (done - first) / (last_print - started)
                 print(f"  processed {done:,.0f}/{n:,} ({rate:,.0f} events/s)", flush=True)
         elapsed = time.perf_counter() - started
+        # The second half of the run: every VM has been seen (its state built) by then.
+        t_half, done_half = next(x for x in samples if x[0] >= elapsed / 2)
         return {"events_per_s": (done - first) / elapsed, "processed": done,
-                "elapsed_s": elapsed, "drained": done >= n}
+                "elapsed_s": elapsed, "drained": done >= n,
+                "second_half_events_per_s": (done - done_half) / max(elapsed - t_half, 1e-9)}
     finally:
         stop_process(worker)
 
 
 async def latency(settings: Settings, fleet: Fleet, rate: float, warmup_s: float,
-                  measure_s: float) -> dict[str, Any]:
-    """Offer ``rate`` events/s; per event, the time to its first forecast record."""
+                  measure_s: float, drain_s: float = 10.0) -> dict[str, Any]:
+    """Offer ``rate`` events/s; for each event that makes forecasts, the time from just
+    before it is produced to its first forecast record at this consumer.
+
+    Which events make forecasts is known in advance (a VM's second sample, then the first
+    one ``forecast_interval_s`` after its last forecast). Those sent after the warm-up whose
+    record has not come ``drain_s`` after sending stops are counted at the time waited
+    (``censored``): the percentiles are then lower bounds.
+    """
     consumer = AIOKafkaConsumer(settings.topic("vm.forecasts"),
                                 bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="latest", enable_auto_commit=False,
@@ -199,7 +214,8 @@ async def latency(settings: Settings, fleet: Fleet, rate: float, warmup_s: float
     producer = producer_for(settings)
     await producer.start()
     topic = settings.topic("vm.metrics")
-    sent_at: dict[tuple[str, float], float] = {}
+    expected: dict[tuple[str, float], float] = {}  # (vm, timestamp) -> when it was sent
+    last_forecast: dict[str, float] = {}
     latencies_ms: list[float] = []
     measuring_from = time.time() + warmup_s
     stop_sending = measuring_from + measure_s
@@ -211,7 +227,7 @@ async def latency(settings: Settings, fleet: Fleet, rate: float, warmup_s: float
             for records in batches.values():
                 for rec in records:
                     f = orjson.loads(rec.value)
-                    t = sent_at.pop((f["vm_id"], f["timestamp"]), None)
+                    t = expected.pop((f["vm_id"], f["timestamp"]), None)
                     if t is not None and t >= measuring_from:
                         latencies_ms.append(1000.0 * (now - t))
 
@@ -224,23 +240,33 @@ async def latency(settings: Settings, fleet: Fleet, rate: float, warmup_s: float
             due = int((now - started) * rate) - sent
             for _ in range(min(due, 2000)):
                 m = next(fleet)
-                sent_at[(m["vm_id"], m["timestamp"])] = time.time()
-                await producer.send(topic, key=m["vm_id"].encode(), value=orjson.dumps(m))
+                vm, ts = m["vm_id"], m["timestamp"]
+                if vm not in last_forecast:
+                    last_forecast[vm] = -math.inf  # the first sample gives no step yet
+                elif ts - last_forecast[vm] >= settings.forecast_interval_s:
+                    last_forecast[vm] = ts
+                    expected[(vm, ts)] = time.time()
+                await producer.send(topic, key=vm.encode(), value=orjson.dumps(m))
                 sent += 1
             await asyncio.sleep(0.001)
         await producer.flush()
         elapsed = time.time() - started
         done = processed(settings, processed_before) - processed_before
-        await asyncio.sleep(min(5.0, measure_s))  # let the last outputs arrive
+        waited_until = time.time() + drain_s
+        while expected and time.time() < waited_until:
+            await asyncio.sleep(0.1)
+        waited_until = time.time()
     finally:
         receiver.cancel()
         await producer.stop()
         await consumer.stop()
-    lat = np.asarray(latencies_ms)
+    censored = [1000.0 * (waited_until - t) for t in expected.values() if t >= measuring_from]
+    lat = np.asarray(latencies_ms + censored)
     return {"offered_events_per_s": sent / elapsed,
             "processed_events_per_s": done / elapsed,
             "kept_up": done >= 0.98 * sent,
             "measured_events": int(lat.size),
+            "censored": len(censored),
             "p50": float(np.percentile(lat, 50)) if lat.size else None,
             "p99": float(np.percentile(lat, 99)) if lat.size else None}
 
@@ -259,15 +285,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_BITBRAINS_DIR)
     p.add_argument("--max-pipeline-s", type=float, default=900.0,
                    help="stop measuring the pipeline after this long if not drained")
+    p.add_argument("--step-s", type=float, default=_STEP_S,
+                   help="event time between a VM's samples (the Bitbrains traces: 300)")
     p.add_argument("--rates", default="1000,5000", help="offered rates for latency, events/s")
-    p.add_argument("--warmup-s", type=float, default=10.0)
-    p.add_argument("--latency-s", type=float, default=30.0)
+    p.add_argument("--latency-vms", type=int, default=1000,
+                   help="VMs of the latency runs (each starts with fresh workers and VMs)")
+    p.add_argument("--warmup-s", type=float, default=15.0)
+    p.add_argument("--latency-s", type=float, default=60.0,
+                   help="measured seconds per rate (a VM forecasts every 30 of its samples)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "throughput.json")
     args = p.parse_args(argv)
     if not args.data.is_dir():
         p.error(f"--data {args.data} is not a folder (see ../shared/data/README.md)")
-    if args.events < 1 or args.vms < 1:
-        p.error("--events and --vms must be positive")
+    if args.events < 1 or args.vms < 1 or args.latency_vms < 1 or args.step_s <= 0:
+        p.error("--events, --vms, --latency-vms and --step-s must be positive")
     try:
         rates = [int(r) for r in args.rates.split(",") if r]
     except ValueError:
@@ -280,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         if not base.bootstrap_servers:
             kafka = LocalKafka(data_dir=tmp / "kafka", port=free_port()).start()
             base = dataclasses.replace(base, bootstrap_servers=kafka.bootstrap_servers)
-        fleet = Fleet(args.data, args.vms)
+        fleet = Fleet(args.data, args.vms, args.step_s)
         settings = worker_settings(base, tmp, "pipeline")
         asyncio.run(ensure_topics(settings))
         print(f"preloading {args.events:,} events from {args.vms:,} VMs "
@@ -293,24 +324,31 @@ def main(argv: list[str] | None = None) -> int:
               f"({'drained' if pipe['drained'] else 'not drained'} after "
               f"{pipe['elapsed_s']:.0f} s)", flush=True)
         lat: dict[str, Any] = {}
-        for rate in rates:
+        half = max(1, int(pipe["second_half_events_per_s"] / 2))
+        for rate in [*rates, half]:
             s = worker_settings(base, tmp, f"lat{rate}")
             asyncio.run(ensure_topics(s))
             worker = start_worker(s, tmp / f"lat{rate}.log")
             try:
-                lat[str(rate)] = asyncio.run(latency(s, Fleet(args.data, args.vms), rate,
-                                                     args.warmup_s, args.latency_s))
+                lat[str(rate)] = asyncio.run(latency(
+                    s, Fleet(args.data, args.latency_vms, args.step_s), rate, args.warmup_s,
+                    args.latency_s))
             finally:
                 stop_process(worker)
             r = lat[str(rate)]
-            print(f"latency at {rate:,} events/s offered: p50 {r['p50']} ms, p99 {r['p99']} ms"
-                  f" (processed {r['processed_events_per_s']:,.0f}/s, kept up: "
-                  f"{r['kept_up']})", flush=True)
+            bound = " (lower bounds)" if r["censored"] else ""
+            p50, p99 = (math.nan if v is None else v for v in (r["p50"], r["p99"]))
+            print(f"latency at {rate:,} events/s offered: p50 {p50:,.0f} ms, p99 {p99:,.0f} ms"
+                  f"{bound}; processed {r['processed_events_per_s']:,.0f}/s, kept up: "
+                  f"{r['kept_up']}", flush=True)
         result = {
             "raw_events_per_s": raw,
             "pipeline_events_per_s": pipe["events_per_s"],
             "ratio": pipe["events_per_s"] / raw,
-            "latency_ms": {k: {"p50": v["p50"], "p99": v["p99"]} for k, v in lat.items()},
+            "latency_ms": {str(r): {"p50": lat[str(r)]["p50"], "p99": lat[str(r)]["p99"]}
+                           for r in rates},
+            "latency_ms_at_half_pipeline_rate": {"rate": half, "p50": lat[str(half)]["p50"],
+                                                 "p99": lat[str(half)]["p99"]},
             "pipeline": pipe,
             "latency_detail": lat,
             "preload_events_per_s": produce_rate,

@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import random
 from array import array
 from typing import Any, cast
@@ -26,6 +27,8 @@ from river.tree.padded import PaddedBranch, PaddedLeaf
 
 #: Format of :func:`pack`'s tuples.
 VERSION = 1
+#: Trees as River builds them, unlearned, per (settings, feature names): see build_like.
+_BUILT: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
 
 def pack(hst: anomaly.HalfSpaceTrees) -> tuple[Any, ...]:
@@ -86,3 +89,25 @@ def _build(height: int, features_b: bytes, thresholds_b: bytes, l_b: bytes, r_b:
                             threshold=thresholds[b], l_mass=l_mass[i], r_mass=r_mass[i])
 
     return build(0)
+
+
+def build_like(hst: anomaly.HalfSpaceTrees, x: dict[str, float]) -> None:
+    """Give ``hst`` (not built yet) the trees River builds on its first sample ``x``, copied
+    from trees built once for the same settings and features: drawing a VM's few hundred
+    random splits was most of the cost of a new VM, and with a fixed seed they are the same
+    for every VM. Without a seed (trees differ per detector) River builds them as usual."""
+    if hst.trees or hst.seed is None:
+        return
+    key = (hst.n_trees, hst.height, hst.window_size, hst.seed, tuple(sorted(x)),
+           tuple(sorted(hst.limits.items())))
+    packed = _BUILT.get(key)
+    if packed is None:
+        template = copy.deepcopy(hst)
+        template.learn_one(x)  # River draws the trees, then learns x: undo the learning
+        for nodes in template._tree_nodes:
+            for node in nodes:
+                node.l_mass = node.r_mass = 0
+        template.counter = 0
+        packed = _BUILT[key] = pack(template)
+    built = unpack(packed)
+    hst.trees, hst._tree_nodes = built.trees, built._tree_nodes

@@ -177,7 +177,9 @@ class VMDetector:
             self.rarity.learn_one(self._rarity_raw)
         if len(self.series) >= 2:
             self.stuck.learn_one(self._repeats(values))
-        self.trees.learn_one(self._shape(values))
+        shape = self._shape(values)
+        hst_state.build_like(self.trees, shape)
+        self.trees.learn_one(shape)
         for m, det in self.series.items():
             if m in values:
                 det.learn_one(timestamp, values[m])

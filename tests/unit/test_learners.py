@@ -159,3 +159,22 @@ def test_vm_state_with_full_feedback_memories_stays_within_budget(
     codec = StateCodec(b"k")
     assert len(codec.dumps(state)) < STATE_BUDGET_BYTES
     assert len(pickle.dumps(state)) < 2 * STATE_BUDGET_BYTES
+
+
+def test_trees_copied_for_a_new_detector_are_the_ones_river_draws() -> None:
+    from river import anomaly
+
+    from agents.anomaly.hst_state import build_like
+
+    x = {m: 0.3 + 0.05 * i for i, m in enumerate(METRIC_FIELDS)}
+    native = anomaly.HalfSpaceTrees(n_trees=3, height=6, window_size=100, seed=42)
+    native.learn_one(x)
+    for _ in range(2):  # the first copy builds the template, the second reuses it
+        copied = anomaly.HalfSpaceTrees(n_trees=3, height=6, window_size=100, seed=42)
+        build_like(copied, x)
+        copied.learn_one(x)
+        assert [(type(n), getattr(n, "feature", None), getattr(n, "threshold", None),
+                 n.l_mass, n.r_mass) for t in copied.trees for n in t.iter_dfs()] == \
+            [(type(n), getattr(n, "feature", None), getattr(n, "threshold", None),
+              n.l_mass, n.r_mass) for t in native.trees for n in t.iter_dfs()]
+        assert copied.counter == native.counter
