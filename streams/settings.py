@@ -166,7 +166,7 @@ class Settings:
         "NOVACRON_BATCH_WITHIN_S", 0.05,
         "Longest an agent waits to fill a batch before it processes what it has.", minimum=0)
     state_flush_s: float = _setting(
-        "NOVACRON_STATE_FLUSH_S", 5.0,
+        "NOVACRON_STATE_FLUSH_S", 30.0,
         "Longest a VM's learned state waits in memory before it is written to the vm-state "
         "table (0: after every batch). A VM whose batch published an alert, recommendation "
         "or drift event is written at once; a worker killed between flushes leaves the input "

@@ -35,20 +35,35 @@ def pack(hst: anomaly.HalfSpaceTrees) -> tuple[Any, ...]:
     """``hst`` (built) as plain values: its settings and counters, then per tree the nodes'
     split features (indexes into the feature names), thresholds and masses in pre-order.
 
-    The random generator is left out: it only draws the trees, which are built already.
+    The random generator is left out: it only draws the trees, which are built already. The
+    splits never change once drawn, so they are encoded once per trees object.
     """
-    attrs = {k: v for k, v in hst.__dict__.items() if k not in ("trees", "_tree_nodes", "rng")}
+    attrs = {k: v for k, v in hst.__dict__.items() if k not in _NOT_ATTRS}
+    structure = hst.__dict__.get("_packed_structure")
+    if structure is None:
+        structure = hst.__dict__["_packed_structure"] = _structure(hst)
+    names, splits = structure
+    trees = [(features, thresholds,
+              array("q", [n.l_mass for n in nodes]).tobytes(),
+              array("q", [n.r_mass for n in nodes]).tobytes())
+             for (features, thresholds), nodes in zip(splits, hst._tree_nodes, strict=True)]
+    return (VERSION, attrs, names, trees)
+
+
+_NOT_ATTRS = ("trees", "_tree_nodes", "rng", "_packed_structure")
+
+
+def _structure(hst: anomaly.HalfSpaceTrees) -> tuple[list[Any], list[tuple[bytes, bytes]]]:
+    """The feature names, and per tree its splits' feature indexes and thresholds."""
     names = sorted({n.feature for nodes in hst._tree_nodes for n in nodes
                     if isinstance(n, PaddedBranch)})
     index = {name: i for i, name in enumerate(names)}
-    trees = []
+    splits = []
     for nodes in hst._tree_nodes:  # each tree's nodes in pre-order (River's iter_dfs)
         branches = [n for n in nodes if isinstance(n, PaddedBranch)]
-        trees.append((array("h", [index[n.feature] for n in branches]).tobytes(),
-                      array("d", [n.threshold for n in branches]).tobytes(),
-                      array("q", [n.l_mass for n in nodes]).tobytes(),
-                      array("q", [n.r_mass for n in nodes]).tobytes()))
-    return (VERSION, attrs, names, trees)
+        splits.append((array("h", [index[n.feature] for n in branches]).tobytes(),
+                       array("d", [n.threshold for n in branches]).tobytes()))
+    return names, splits
 
 
 def unpack(packed: tuple[Any, ...]) -> anomaly.HalfSpaceTrees:
@@ -62,6 +77,7 @@ def unpack(packed: tuple[Any, ...]) -> anomaly.HalfSpaceTrees:
     hst.trees = [cast(PaddedBranch, _build(hst.height, f, t, lm, rm, names))
                  for f, t, lm, rm in trees]
     hst._tree_nodes = [list(t.iter_dfs()) for t in hst.trees]
+    hst.__dict__["_packed_structure"] = (names, [(f, t) for f, t, _, _ in trees])
     return hst
 
 
@@ -111,3 +127,4 @@ def build_like(hst: anomaly.HalfSpaceTrees, x: dict[str, float]) -> None:
         packed = _BUILT[key] = pack(template)
     built = unpack(packed)
     hst.trees, hst._tree_nodes = built.trees, built._tree_nodes
+    hst.__dict__["_packed_structure"] = built.__dict__["_packed_structure"]
