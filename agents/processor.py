@@ -25,7 +25,7 @@ worker that owns the partition; the processor reads and adds up all of them).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agents.anomaly.feedback import ClassSensitivity
@@ -75,6 +75,41 @@ class BatchResult:
     feedback: int = 0
 
 
+class HostDirectory(Mapping[str, HostState]):
+    """Hosts by host_id, decoded from their stored JSON on first access: most batches
+    recommend no move and need none of them. Unreadable entries are logged and left out."""
+
+    def __init__(self, parts: dict[bytes, tuple[bytes, HostState | None]],
+                 unreadable: dict[bytes, bytes]) -> None:
+        self._parts = parts
+        self._unreadable = unreadable  # key -> the value that could not be read
+
+    def _decoded(self, key: bytes) -> HostState | None:
+        raw, host = self._parts[key]
+        if host is None and self._unreadable.get(key) != raw:
+            try:
+                host = HostState.from_json(raw)
+            except (ValueError, KeyError, TypeError) as exc:  # logged once per value
+                log.error("unreadable host-directory entry %s: %s",
+                          key.decode(errors="replace"), exc)
+                self._unreadable[key] = raw
+            self._parts[key] = (raw, host)
+        return host
+
+    def __getitem__(self, host_id: str) -> HostState:
+        key = host_id.encode()
+        host = self._decoded(key) if key in self._parts else None
+        if host is None:
+            raise KeyError(host_id)
+        return host
+
+    def __iter__(self) -> Iterator[str]:
+        return (key.decode() for key in list(self._parts) if self._decoded(key) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 def fleet_key(partition: int) -> bytes:
     """The ``class-feedback`` key written by the owner of feedback partition ``partition``."""
     return f"partition-{partition}".encode()
@@ -97,6 +132,7 @@ class MetricsProcessor:
         #: every (host_id, HostState JSON) of the host-directory table
         self.load_hosts = load_hosts
         self._hosts: dict[bytes, tuple[bytes, HostState | None]] = {}
+        self._unreadable_hosts: dict[bytes, bytes] = {}
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
         self.max_future_skew_s = max_future_skew_s
@@ -210,25 +246,16 @@ class MetricsProcessor:
             self.metrics.vm_patterns.labels(pattern=name).set(n)
         return counts
 
-    def hosts(self) -> dict[str, HostState] | None:
-        """Every known host as the host-directory table has it (decoding only values that
-        changed); None without a directory."""
+    def hosts(self) -> HostDirectory | None:
+        """Every known host as the host-directory table has it, each decoded when placement
+        first asks for it (and only again when its value changed); None without a
+        directory."""
         if self.load_hosts is None:
             return None
-        parts: dict[bytes, tuple[bytes, HostState | None]] = {}
-        for key, raw in self.load_hosts():
-            known = self._hosts.get(key)
-            if known is not None and known[0] == raw:
-                parts[key] = known
-                continue
-            try:
-                parts[key] = (raw, HostState.from_json(raw))
-            except (ValueError, KeyError, TypeError) as exc:
-                log.error("unreadable host-directory entry %s: %s",
-                          key.decode(errors="replace"), exc)
-                parts[key] = (raw, None)
-        self._hosts = parts
-        return {h.host_id: h for _, h in parts.values() if h is not None}
+        self._hosts = {key: known if (known := self._hosts.get(key)) is not None
+                       and known[0] == raw else (raw, None)
+                       for key, raw in self.load_hosts()}
+        return HostDirectory(self._hosts, self._unreadable_hosts)
 
     def _deadletter(self, result: BatchResult, msg: Inbound, rejected: Rejected,
                     now: float) -> None:

@@ -18,6 +18,7 @@ the agent stores it in a changelogged table, the backtest keeps it in a dict.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -112,6 +113,52 @@ class FeatureExtractor:
         self._closed: dict[str, dict[str, float]] = {}
         self._rows: deque[tuple[float, ...]] = deque(maxlen=_MAX_SLIDING_POINTS)
         self._steps: deque[float] = deque(maxlen=_STEP_HISTORY)
+        self._reset_buffer()
+
+    def _reset_buffer(self) -> None:
+        # The sliding window's rows again as one float array (never stored: rebuilt from
+        # ``_rows`` when needed), so features do not convert the window on every sample.
+        self._buf: np.ndarray | None = None
+        self._start = self._end = 0
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        for name in ("_buf", "_start", "_end"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._reset_buffer()
+
+    def _window(self) -> np.ndarray:
+        """The sliding window's rows (time, then each metric), oldest first."""
+        if self._buf is None:
+            self._buf = np.empty((2 * _MAX_SLIDING_POINTS, len(self.metrics) + 1))
+            self._start, self._end = 0, len(self._rows)
+            if self._rows:
+                self._buf[:self._end] = self._rows
+        return self._buf[self._start:self._end]
+
+    def _push(self, row: tuple[float, ...]) -> None:
+        """``row`` onto the window, the rows older than the window's span off it."""
+        full = len(self._rows) == _MAX_SLIDING_POINTS
+        self._rows.append(row)
+        horizon = row[0] - self.sliding_window_s
+        dropped = 1 if full else 0
+        while self._rows[0][0] <= horizon:
+            self._rows.popleft()
+            dropped += 1
+        buf = self._buf
+        if buf is None:
+            return
+        self._start += dropped
+        if self._end == len(buf):  # out of room: the window back to the start
+            n = self._end - self._start
+            buf[:n] = buf[self._start:self._end]
+            self._start, self._end = 0, n
+        buf[self._end] = row
+        self._end += 1
 
     @property
     def step_s(self) -> float:
@@ -133,10 +180,7 @@ class FeatureExtractor:
             self._steps.append(timestamp - self.last_ts)
         self.last_ts = timestamp
         self._add_tumbling(timestamp, metrics)
-        self._rows.append((timestamp, *(float(metrics.get(m, 0.0)) for m in self.metrics)))
-        horizon = timestamp - self.sliding_window_s
-        while self._rows[0][0] <= horizon:
-            self._rows.popleft()
+        self._push((timestamp, *(float(metrics.get(m, 0.0)) for m in self.metrics)))
         return self.features(timestamp)
 
     def _add_tumbling(self, timestamp: float, metrics: Mapping[str, float]) -> None:
@@ -153,17 +197,30 @@ class FeatureExtractor:
     def features(self, timestamp: float) -> dict[str, float]:
         """The feature vector as of the last sample, with calendar features for ``timestamp``."""
         out: dict[str, float] = {}
-        rows = np.array(self._rows, dtype=float).reshape(-1, len(self.metrics) + 1)
+        rows = self._window()
         sliding = window_stats(rows[:, 0], rows[:, 1:])
+        columns = [sliding[stat].tolist() for stat in STATS]
         tumbling = self._closed or {m: b.result() for m, b in self._bucket.items()}
         for i, m in enumerate(self.metrics):
-            for stat, column in sliding.items():
-                out[f"{m}.sliding.{stat}"] = float(column[i])
-            for stat, value in tumbling.get(m, dict.fromkeys(STATS, 0.0)).items():
-                out[f"{m}.tumbling.{stat}"] = value
+            sliding_keys, tumbling_keys = _keys(m)
+            for key, column in zip(sliding_keys, columns, strict=True):
+                out[key] = column[i]
+            for key, value in zip(tumbling_keys,
+                                  tumbling.get(m, _ZEROS).values(), strict=True):
+                out[key] = value
         out["window.sliding.count"] = float(len(rows))
         out.update(calendar_features(timestamp))
         return out
+
+
+_ZEROS = dict.fromkeys(STATS, 0.0)
+
+
+@functools.cache
+def _keys(metric: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The feature names of ``metric``'s sliding and tumbling statistics, in STATS order."""
+    return (tuple(f"{metric}.sliding.{stat}" for stat in STATS),
+            tuple(f"{metric}.tumbling.{stat}" for stat in STATS))
 
 
 def calendar_features(timestamp: float) -> dict[str, float]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from schemas.records import METRIC_FIELDS, MetricEvent
-from streams.features import STATS, FeatureExtractor, calendar_features
+from streams.features import STATS, FeatureExtractor, calendar_features, window_stats
 
 
 def test_sliding_window_matches_numpy_on_a_real_trace(vm1_events: list[MetricEvent]) -> None:
@@ -69,3 +69,25 @@ def test_every_metric_has_every_stat_and_calendar_features() -> None:
     cal = calendar_features(1372636800.0 + 13 * 3600 + 60)
     assert (cal["hour_of_day"], cal["day_of_week"]) == (13.0, 0.0)
     assert cal["hour_sin"] ** 2 + cal["hour_cos"] ** 2 == pytest.approx(1.0)
+
+
+def test_the_window_array_follows_the_window_through_caps_gaps_and_pickling() -> None:
+    """The sliding window is kept as an array beside its rows: through the 360-row cap,
+    gaps that empty most of it, and a pickle round trip mid-way, its statistics are those
+    of the rows themselves."""
+    rng = np.random.default_rng(7)
+    fx = FeatureExtractor(tumbling_window_s=60, sliding_window_s=900)
+    t = 0.0
+    for i in range(2500):
+        t += 600.0 if i % 700 == 699 else float(rng.integers(1, 4))
+        fx.update(t, {m: float(rng.normal(50, 10)) for m in METRIC_FIELDS})
+        if i == 1234:
+            fx = pickle.loads(pickle.dumps(fx))
+        if i % 97 == 0 or i % 700 in (698, 699, 700):
+            rows = np.array(fx._rows, dtype=float)
+            got = fx.features(t)
+            assert got["window.sliding.count"] == len(rows)
+            expected = window_stats(rows[:, 0], rows[:, 1:])  # from the rows, converted now
+            for i, m in enumerate(METRIC_FIELDS):
+                for stat in STATS:
+                    assert got[f"{m}.sliding.{stat}"] == float(expected[stat][i])

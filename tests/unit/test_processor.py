@@ -172,3 +172,25 @@ def test_incident_ids_are_deterministic(fleet_slice: list[dict[str, Any]]) -> No
     for a in runs[0]:
         Draft202012Validator(schema_for("vm.alerts")).validate(orjson.loads(to_json(a)))
 
+
+
+def test_the_host_directory_is_decoded_only_when_placement_reads_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from agents.scaling.placement import HostState
+
+    table = {b"h1": HostState("h1", 16.0, 64e9).to_json(), b"h2": b"{not json"}
+    proc = MetricsProcessor(PipelineConfig(), StateCodec(b"k"), load_state={}.get,
+                            metrics=WorkerMetrics(CollectorRegistry()),
+                            load_hosts=lambda: list(table.items()))
+    hosts = proc.hosts()
+    assert hosts is not None
+    assert all(host is None for _, host in proc._hosts.values()), "nothing decoded yet"
+    assert hosts["h1"].cpu_cores == 16.0
+    assert "h2" not in hosts and list(hosts) == ["h1"] and len(hosts) == 1
+    assert caplog.text.count("unreadable host-directory entry h2") == 1
+    again = proc.hosts()
+    assert again is not None and list(again) == ["h1"], "h1 kept decoded, h2 still out"
+    assert caplog.text.count("unreadable host-directory entry h2") == 1, "logged once"
+    table[b"h1"] = HostState("h1", 32.0, 64e9).to_json()
+    changed = proc.hosts()
+    assert changed is not None and changed["h1"].cpu_cores == 32.0
