@@ -124,9 +124,10 @@ def register_agents(service: Service) -> None:
         max_future_skew_s=settings.max_future_skew_s,
         idle_expiry_s=settings.idle_vm_expiry_s, state_flush_s=settings.state_flush_s)
     service.processor = processor
-    # Per input partition, the offset after the last message learned (in memory; the marks
-    # table has it as of the last flush of the states).
+    # Per input partition, the offset after the last message learned, and the last mark
+    # written (in memory; the marks table has the marks).
     learned: dict[Any, int] = {}
+    marked: dict[Any, int] = {}
     # Both agents share the processor's cached states: one batch at a time, processed and
     # published, so a state is never written back older than one written just before it.
     turn = asyncio.Lock()
@@ -136,6 +137,7 @@ def register_agents(service: Service) -> None:
                                    **kwargs: Any) -> None:
         processor.forget()
         learned.clear()
+        marked.clear()
 
     async def publish(result: BatchResult, events: Sequence[Any], rekey_topic: str) -> None:
         # State first, acknowledged by the broker, then the outputs, also acknowledged, and
@@ -155,7 +157,7 @@ def register_agents(service: Service) -> None:
         # after a flush, every state learned so far is written.
         for event in events:
             learned[event.message.tp] = event.message.offset + 1
-        sent: list[Awaitable[Any]] = mark_learned() if result.flushed else []
+        sent: list[Awaitable[Any]] = mark_learned()
         for name, records in ((alerts_topic.name, result.alerts),
                               (forecasts_topic.name, result.forecasts),
                               (drift_topic.name, result.drifts),
@@ -171,9 +173,16 @@ def register_agents(service: Service) -> None:
         await asyncio.gather(*sent)
 
     def mark_learned() -> list[Awaitable[Any]]:
-        return [write_through(marks, mark_key(tp.topic, tp.partition), str(offset).encode(),
-                              InPartition(tp.partition))
-                for tp, offset in learned.items()]
+        """The marks that moved: per input partition, the offset before which every learned
+        state is written (agents.offsets)."""
+        sent = []
+        for tp, offset in learned.items():
+            mark = processor.settled(tp.topic, tp.partition, offset)
+            if marked.get(tp) != mark:
+                marked[tp] = mark
+                sent.append(write_through(marks, mark_key(tp.topic, tp.partition),
+                                          str(mark).encode(), InPartition(tp.partition)))
+        return sent
 
     def observe_end_to_end(events: Sequence[Any]) -> None:
         now = time.time()
@@ -226,20 +235,20 @@ def register_agents(service: Service) -> None:
         service.metrics.batch_seconds.labels(agent=agent).observe(time.perf_counter() - started)
         observe_end_to_end(events)
 
-    async def flush() -> None:
-        """Write the states learned since the last flush, and the marks with them (call with
-        ``turn`` held)."""
+    async def flush(everything: bool = False) -> None:
+        """Write the learned states that are due (``everything``: all of them) and the marks
+        that moved with them (call with ``turn`` held)."""
         if not processor.dirty:
             return
-        result = processor.flush(time.time())
+        result = processor.flush(time.time(), everything)
         await asyncio.gather(*(write_through(state_table, key, encoded, InPartition(partition))
                                for key, (partition, encoded) in result.states.items()))
         await asyncio.gather(*mark_learned())
 
     if settings.state_flush_s > 0:
-        @app.timer(settings.state_flush_s)
+        @app.timer(max(1.0, settings.state_flush_s / 4))
         async def flush_states() -> None:
-            """Write what was learned since the last flush, even when input stops."""
+            """Write the states that are due even when input stops."""
             async with turn:
                 await flush()
 
@@ -262,7 +271,8 @@ def register_agents(service: Service) -> None:
 
     from agents.model_agent import register_model_agent
 
-    register_model_agent(service, processor, turn, write_through, flush)
+    register_model_agent(service, processor, turn, write_through,
+                         lambda: flush(everything=True))
 
     @app.agent(topics[metrics_topic.name], name="score_metrics")
     async def score_metrics(stream: Any) -> None:

@@ -9,11 +9,13 @@ the agent clears the cache when partitions move.
 A state is written at most once per batch, and with ``state_flush_s`` > 0 less often still: a
 VM's state is written at once when its batch published an alert, a recommendation or a drift
 event (so that those are never published again by a worker that takes the partition over),
-and otherwise kept *dirty* in memory until the next flush, at most ``state_flush_s`` later
-(:attr:`BatchResult.flushed`: every dirty state is in the result). Pickling, compressing and
-sending a VM's whole state on every event is what bounds a worker that holds many VMs; the
-agent advances its learned marks (:mod:`agents.offsets`) only at a flush, so a worker that
-dies in between leaves the input since the last flush to be read and learned again.
+and otherwise kept *dirty* in memory for ``state_flush_s`` after it first changed, then
+written with the batch that finds it due. Pickling, compressing and sending a VM's whole state
+on every event is what bounds a worker that holds many VMs; writing each VM on its own clock
+spreads that work evenly instead of stalling the stream every ``state_flush_s``. The learned
+mark of a partition (:mod:`agents.offsets`) is the offset of the first message whose state is
+still unwritten (:meth:`MetricsProcessor.settled`), so a worker that dies leaves at most the
+last ``state_flush_s`` of input to be read and learned again.
 
 Feedback (:meth:`MetricsProcessor.process_feedback`) goes through the same cache: a verdict is
 routed by the vm_id inside its incident id, teaches that VM's state, and counts towards its
@@ -66,8 +68,6 @@ class BatchResult:
     rekeyed: list[tuple[bytes, bytes]] = field(default_factory=list)
     #: vm key -> (partition of its messages, encoded state): the table writes
     states: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
-    #: every dirty state is among ``states``: the learned marks may advance
-    flushed: bool = False
     #: class-feedback key -> (index of the last feedback message of that partition, encoded)
     fleet: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
     processed: int = 0
@@ -146,14 +146,17 @@ class MetricsProcessor:
         self.idle = IdleTracker(idle_expiry_s) if idle_expiry_s > 0 else None
         #: how long a learned state may wait in memory before it is written (0: every batch)
         self.state_flush_s = state_flush_s
-        #: vm key -> partition, for states learned since they were last written
-        self.dirty: dict[bytes, int] = {}
-        self._last_flush = float("-inf")
+        #: vm key -> (topic, partition, offset of its first unwritten message, since when
+        #: (wall clock)), for states learned since they were last written, oldest first
+        self.dirty: dict[bytes, tuple[str, int, int, float]] = {}
+        #: (topic, partition) -> the dirty keys of that partition, oldest first
+        self._dirty_in: dict[tuple[str, int], dict[bytes, int]] = {}
 
     def forget(self) -> None:
         """Drop cached states (call when partitions are revoked or reassigned)."""
         self.cache.clear()
         self.dirty.clear()
+        self._dirty_in.clear()
         self.metrics.cached_vms.set(0)
 
     def _stored_state(self, key: bytes, *, cache: bool = True) -> VMState | None:
@@ -187,7 +190,7 @@ class MetricsProcessor:
         for key in gone:
             self.idle.forget(key)
             self.cache.pop(key, None)
-            self.dirty.pop(key, None)
+            self._clean(key)
         if gone:
             self.metrics.vms_expired.inc(len(gone))
             self.metrics.cached_vms.set(len(self.cache))
@@ -312,33 +315,61 @@ class MetricsProcessor:
                 self.metrics.recommendations.labels(action=r.action).inc()
             if out.alerts or out.recommendations or out.drifts:
                 urgent.add(key)
-            self.dirty[key] = msg.partition
+            if key not in self.dirty:
+                self.dirty[key] = (msg.topic, msg.partition, msg.offset, now)
+                self._dirty_in.setdefault((msg.topic, msg.partition), {})[key] = msg.offset
             if self.idle is not None:
                 self.idle.touch(key, now)
             result.processed += 1
         self.metrics.events_processed.inc(result.processed)
         self.metrics.cached_vms.set(len(self.cache))
-        if now - self._last_flush >= self.state_flush_s:
-            self._write(result, list(self.dirty))
-            result.flushed = True
-            self._last_flush = now
-        else:
-            self._write(result, [key for key in urgent if key in self.dirty])
+        self._write(result, [key for key in urgent if key in self.dirty])
+        self._write(result, self._due(now))
         return result
 
-    def flush(self, now: float) -> BatchResult:
-        """Every dirty state, encoded (for a timer: a worker whose input stopped must not
-        keep learned state unwritten for long)."""
-        result = BatchResult(flushed=True)
-        self._write(result, list(self.dirty))
-        self._last_flush = now
+    def flush(self, now: float, everything: bool = False) -> BatchResult:
+        """The dirty states that are due (``everything``: all of them), encoded: for a timer,
+        as a worker whose input stopped must not keep learned state unwritten for long, and
+        before a checkpoint."""
+        result = BatchResult()
+        self._write(result, list(self.dirty) if everything else self._due(now))
         return result
+
+    def settled(self, topic: str, partition: int, learned: int) -> int:
+        """The learned mark of an input partition learned up to ``learned`` (the offset after
+        its last message learned): the offset of its first message whose state is unwritten,
+        or ``learned`` when every state is written."""
+        waiting = self._dirty_in.get((topic, partition))
+        return next(iter(waiting.values())) if waiting else learned
+
+    def _due(self, now: float) -> list[bytes]:
+        due = []
+        for key, (_, _, _, since) in self.dirty.items():  # oldest first
+            if now - since < self.state_flush_s:
+                break
+            due.append(key)
+        return due
+
+    def _clean(self, key: bytes) -> int | None:
+        """Forget that ``key`` is dirty; its partition, if it was."""
+        entry = self.dirty.pop(key, None)
+        if entry is None:
+            return None
+        topic, partition = entry[0], entry[1]
+        waiting = self._dirty_in[(topic, partition)]
+        del waiting[key]
+        if not waiting:
+            del self._dirty_in[(topic, partition)]
+        return partition
 
     def _write(self, result: BatchResult, keys: Iterable[bytes]) -> None:
         for key in keys:
+            partition = self._clean(key)
+            if partition is None:
+                continue
             encoded = self.codec.dumps(self.cache[key])
             self.metrics.state_bytes.observe(len(encoded))
-            result.states[key] = (self.dirty.pop(key), encoded)
+            result.states[key] = (partition, encoded)
 
     def process_feedback(self, batch: Sequence[Inbound], now: float) -> BatchResult:
         """A batch of ``vm.feedback`` messages: verdicts on the VMs' recent incidents.
@@ -391,7 +422,7 @@ class MetricsProcessor:
             fleet_touched[part_key] = i
         self.metrics.cached_vms.set(len(self.cache))
         for key, partition in touched.items():
-            self.dirty.pop(key, None)  # written now, with everything it learned
+            self._clean(key)  # written now, with everything it learned
             result.states[key] = (partition, self.codec.dumps(self.cache[key]))
         for part_key, index in fleet_touched.items():
             result.fleet[part_key] = (index, self._fleet_parts[part_key][0])

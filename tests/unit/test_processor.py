@@ -67,7 +67,6 @@ def test_states_are_written_once_per_vm_in_the_partition_of_its_messages(
     batch = [Inbound(m["vm_id"].encode(), orjson.dumps(m), "vm.metrics",
                      int(m["vm_id"][-1]) % 3, i) for i, m in enumerate(fleet_slice[:100])]
     result = make_processor({}).process(batch, now=NOW)
-    assert result.flushed
     assert set(result.states) == {m["vm_id"].encode() for m in fleet_slice[:100]}
     for key, (partition, _) in result.states.items():
         assert partition == int(key.decode()[-1]) % 3
@@ -80,26 +79,36 @@ def test_with_a_flush_interval_states_wait_unless_the_batch_published_an_alert(
     proc = MetricsProcessor(PipelineConfig(), StateCodec(b"k"), load_state={}.get,
                             metrics=WorkerMetrics(CollectorRegistry()), state_flush_s=10.0)
     first = proc.process(inbound(fleet_slice[:1200]), now=NOW)
-    assert first.flushed and len(first.states) == 4 and not proc.dirty
+    assert set(first.states) <= {b"vm-001", b"vm-002", b"vm-003", b"vm-004"}
+    proc.flush(NOW, everything=True)
+    assert not proc.dirty and proc.settled("vm.metrics", 0, 1200) == 1200
     quiet = proc.process(inbound(spiked, 1200), now=NOW + 1)
     alerted = {orjson.loads(v)["vm_id"].encode() for _, v in quiet.alerts}
     assert alerted == {b"vm-002"}, "the spike opened an incident"
-    assert not quiet.flushed
     published = alerted | {orjson.loads(v)["vm_id"].encode()
                            for _, v in quiet.recommendations + quiet.drifts}
     # written at once: a worker taking over never publishes these alerts (recommendations,
     # drift events) again
     assert set(quiet.states) == published
-    assert set(proc.dirty) == {b"vm-001", b"vm-002", b"vm-003", b"vm-004"} - published
-    assert proc.dirty, "the others wait for the flush"
-    due = proc.process(inbound(fleet_slice[1220:1224], 1220), now=NOW + 11)
-    assert due.flushed and set(due.states) == {b"vm-001", b"vm-002", b"vm-003", b"vm-004"}
-    assert not proc.dirty
-    proc.process(inbound(fleet_slice[1224:1240], 1224), now=NOW + 12)
-    waiting = set(proc.dirty)
-    assert waiting
-    timer = proc.flush(NOW + 13)
-    assert timer.flushed and set(timer.states) == waiting and not proc.dirty
+    waiting = {b"vm-001", b"vm-002", b"vm-003", b"vm-004"} - published
+    assert set(proc.dirty) == waiting and waiting, "the others wait for their time"
+    # The mark: the first message whose state is unwritten; input from there is read again
+    # by a worker that takes the partition over.
+    first_unwritten = min(1200 + i for i, m in enumerate(spiked)
+                          if m["vm_id"].encode() in waiting)
+    assert proc.settled("vm.metrics", 0, 1220) == first_unwritten
+    assert proc.settled("vm.metrics", 1, 77) == 77, "nothing waits in another partition"
+    later = proc.process(inbound(fleet_slice[1220:1224], 1220), now=NOW + 5)
+    assert not set(later.states) & waiting, "not due yet"
+    due = proc.process(inbound(fleet_slice[1224:1228], 1224), now=NOW + 11)
+    assert waiting <= set(due.states), "due 10 s after they first changed"
+    assert proc.settled("vm.metrics", 0, 1228) >= 1220
+    proc.process(inbound(fleet_slice[1228:1240], 1228), now=NOW + 12)
+    assert proc.dirty
+    assert not proc.flush(NOW + 13).states, "the timer writes only what is due"
+    timer = proc.flush(NOW + 22.5)
+    assert timer.states and not proc.dirty
+    assert proc.settled("vm.metrics", 0, 1240) == 1240
 
 
 def test_batches_give_the_same_outputs_and_states_as_one_event_at_a_time(
