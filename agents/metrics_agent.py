@@ -208,9 +208,9 @@ def register_agents(service: Service) -> None:
                 expected[tp] = learned.get(tp, int(raw) if raw is not None else None)
             gap = missing(offset, expected[tp])
             if gap is not None:
-                log.warning("%s[%d]: offsets %d..%d were committed but never learned; "
-                            "reading them again", tp.topic, tp.partition, gap.start,
-                            gap.stop - 1)
+                log.info("%s[%d]: offsets %d..%d are committed but their learned state "
+                         "was not written; reading them again", tp.topic, tp.partition,
+                         gap.start, gap.stop - 1)
                 service.metrics.input_gaps.inc()
                 out += [Reread(r) for r in await read_range(settings, tp.topic, tp.partition,
                                                              gap.start, gap.stop)]

@@ -10,12 +10,13 @@ One run, four measurements (issue 7):
    preloaded topic; events per second from its first processed event until the topic is
    drained (or ``--max-pipeline-s`` has passed: the rate is then over the time it had, and
    ``drained`` says false).
-4. **Latency** at steady offered rates (``--rates``, default 1,000 and 5,000 events/s), each
-   with its own fresh topics and worker: the time from just before an event is produced to the
-   moment its first forecast record reaches a consumer, p50 and p99 over ``--latency-s``
-   seconds after ``--warmup-s``. A worker slower than the offered rate falls behind and its
-   latency grows for as long as the phase lasts: ``kept_up`` says whether it processed what it
-   was offered.
+4. **Latency** at steady offered rates (``--rates``, default 1,000 and 5,000 events/s, then
+   half the pipeline's rate), each with its own fresh topics, worker and VMs (a quarter as
+   many as the rate, unless ``--latency-vms``): the time from just before an event is
+   produced to the moment its first forecast record reaches a consumer, p50 and p99 over
+   ``--latency-s`` seconds after ``--warmup-s``. A worker slower than the offered rate falls
+   behind and its latency grows for as long as the phase lasts: ``kept_up`` says whether it
+   processed what it was offered.
 
 Writes ``bench/results/throughput.json``::
 
@@ -54,8 +55,10 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
+from schemas.validate import Rejected, decode_metric  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
 from streams.broker import LocalKafka, free_port  # noqa: E402
+from streams.model_store import partition_for  # noqa: E402
 from streams.runner import settings_env, stop_process, worker_counters  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.traces import DEFAULT_BITBRAINS_DIR, bitbrains_files, read_vm  # noqa: E402
@@ -101,23 +104,34 @@ def producer_for(settings: Settings) -> AIOKafkaProducer:
 
 
 async def preload(settings: Settings, fleet: Fleet, n: int) -> float:
-    """Produce ``n`` events as fast as the producer goes; returns events/s."""
+    """Produce ``n`` events as fast as the producer goes, in batches built per partition
+    (each key to its partition as Kafka's default partitioner puts it); returns events/s."""
     producer = producer_for(settings)
     await producer.start()
     topic = settings.topic("vm.metrics")
     started = time.perf_counter()
     try:
-        pending = []
+        batches: dict[int, Any] = {}
+        sent = []
         for done in range(1, n + 1):
             m = next(fleet)
-            pending.append(await producer.send(topic, key=m["vm_id"].encode(),
-                                               value=orjson.dumps(m)))
-            if len(pending) >= 20000:
-                await asyncio.gather(*pending)
-                pending.clear()
+            key = m["vm_id"].encode()
+            part = partition_for(key, settings.partitions)
+            batch = batches.get(part)
+            if batch is None:
+                batch = batches[part] = producer.create_batch()
+            value = orjson.dumps(m)
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                sent.append(await producer.send_batch(batch, topic, partition=part))
+                batch = batches[part] = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
             if done % 100_000 == 0:
+                await asyncio.gather(*sent)
+                sent.clear()
                 print(f"  preloaded {done:,}/{n:,}", flush=True)
-        await asyncio.gather(*pending)
+        for part, batch in batches.items():
+            sent.append(await producer.send_batch(batch, topic, partition=part))
+        await asyncio.gather(*sent)
     finally:
         await producer.stop()
     return n / (time.perf_counter() - started)
@@ -240,13 +254,18 @@ async def latency(settings: Settings, fleet: Fleet, rate: float, warmup_s: float
             due = int((now - started) * rate) - sent
             for _ in range(min(due, 2000)):
                 m = next(fleet)
-                vm, ts = m["vm_id"], m["timestamp"]
-                if vm not in last_forecast:
+                vm, ts, value = m["vm_id"], m["timestamp"], orjson.dumps(m)
+                if isinstance(decode_metric(value, now=time.time(),
+                                            max_bytes=settings.max_message_bytes,
+                                            max_future_skew_s=settings.max_future_skew_s),
+                              Rejected):
+                    pass  # a trace row the worker dead-letters (a VM with no memory, ...)
+                elif vm not in last_forecast:
                     last_forecast[vm] = -math.inf  # the first sample gives no step yet
                 elif ts - last_forecast[vm] >= settings.forecast_interval_s:
                     last_forecast[vm] = ts
                     expected[(vm, ts)] = time.time()
-                await producer.send(topic, key=vm.encode(), value=orjson.dumps(m))
+                await producer.send(topic, key=vm.encode(), value=value)
                 sent += 1
             await asyncio.sleep(0.001)
         await producer.flush()
@@ -288,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step-s", type=float, default=_STEP_S,
                    help="event time between a VM's samples (the Bitbrains traces: 300)")
     p.add_argument("--rates", default="1000,5000", help="offered rates for latency, events/s")
-    p.add_argument("--latency-vms", type=int, default=1000,
-                   help="VMs of the latency runs (each starts with fresh workers and VMs)")
+    p.add_argument("--latency-vms", type=int, default=0,
+                   help="VMs of each latency run (fresh topics, worker and VMs); default: a "
+                        "quarter of the rate, so that each VM forecasts every 7.5 s")
     p.add_argument("--warmup-s", type=float, default=15.0)
     p.add_argument("--latency-s", type=float, default=60.0,
                    help="measured seconds per rate (a VM forecasts every 30 of its samples)")
@@ -297,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.data.is_dir():
         p.error(f"--data {args.data} is not a folder (see ../shared/data/README.md)")
-    if args.events < 1 or args.vms < 1 or args.latency_vms < 1 or args.step_s <= 0:
-        p.error("--events, --vms, --latency-vms and --step-s must be positive")
+    if args.events < 1 or args.vms < 1 or args.latency_vms < 0 or args.step_s <= 0:
+        p.error("--events, --vms and --step-s must be positive, --latency-vms not negative")
     try:
         rates = [int(r) for r in args.rates.split(",") if r]
     except ValueError:
@@ -330,9 +350,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(ensure_topics(s))
             worker = start_worker(s, tmp / f"lat{rate}.log")
             try:
+                vms = args.latency_vms or max(1, rate // 4)
                 lat[str(rate)] = asyncio.run(latency(
-                    s, Fleet(args.data, args.latency_vms, args.step_s), rate, args.warmup_s,
-                    args.latency_s))
+                    s, Fleet(args.data, vms, args.step_s), rate, args.warmup_s, args.latency_s))
+                lat[str(rate)]["vms"] = vms
             finally:
                 stop_process(worker)
             r = lat[str(rate)]

@@ -54,8 +54,9 @@ class WorkerMetrics:
             "Partitions this worker rolled back to a model version.", registry=r)
         self.input_gaps = Counter(
             "novacron_input_gaps_total",
-            "Input ranges committed but never learned (the committed offset ran ahead of the "
-            "learned mark), read again and learned (agents.offsets).", registry=r)
+            "Input ranges committed but whose learned state was not written (the committed "
+            "offset ran ahead of the learned mark: after a takeover or restart), read again "
+            "(agents.offsets).", registry=r)
         self.vms_expired = Counter(
             "novacron_vms_expired_total",
             "VM states deleted after NOVACRON_IDLE_VM_EXPIRY_S without events.", registry=r)

@@ -167,11 +167,12 @@ class Settings:
         "Longest an agent waits to fill a batch before it processes what it has.", minimum=0)
     state_flush_s: float = _setting(
         "NOVACRON_STATE_FLUSH_S", 30.0,
-        "Longest a VM's learned state waits in memory before it is written to the vm-state "
-        "table (0: after every batch). A VM whose batch published an alert, recommendation "
-        "or drift event is written at once; a worker killed between flushes leaves the input "
-        "since its last flush to be learned again (its forecasts and host reports may then "
-        "be published twice).", minimum=0)
+        "How long after it first changes a VM's learned state is written to the vm-state "
+        "table (0: after every batch); each VM on its own clock, so writes are spread out. A "
+        "VM whose batch published an alert, recommendation or drift event is written at "
+        "once. A worker killed leaves its unwritten input to be learned again by the next "
+        "owner (whose forecasts and host reports for it are then published twice).",
+        minimum=0)
     store_write_buffer_mb: int = _setting(
         "NOVACRON_STORE_WRITE_BUFFER_MB", 8,
         "RocksDB memtable size of each table partition the worker holds, MiB (two at most per "

@@ -48,9 +48,9 @@ host_directory_table = TableSpec(
 
 input_offsets_table = TableSpec(
     "input-offsets",
-    "Per input partition (`<topic>/<partition>`), the offset after the last message whose "
-    "learned state was written (agents.offsets): a worker taking the partition over seeks back "
-    "to it when the committed offset ran ahead of what was learned.")
+    "Per input partition (`<topic>/<partition>`), the offset before which every message's "
+    "learned state is written (agents.offsets): a worker taking the partition over reads from "
+    "it again when the committed offset ran ahead of what was written.")
 
 ALL_TABLES: tuple[TableSpec, ...] = (vm_state_table, class_feedback_table, hosts_table,
                                      host_directory_table, input_offsets_table)
