@@ -254,7 +254,12 @@ class LocalKafka:
 
 
 def _cluster_id() -> str:
-    """A random KRaft cluster id (base64url of 16 random bytes, as StorageTool makes)."""
+    """A random KRaft cluster id (base64url of 16 random bytes, as StorageTool makes). Like
+    Kafka's own ``Uuid.randomUuid``, never one starting with "-": the storage tool would read
+    it as an option (one id in 64 did, failing the broker's start)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid

@@ -255,3 +255,12 @@ def test_grafana_provisions_a_dashboard_of_the_workers_metrics() -> None:
         assert wanted in queried, wanted
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == "prometheus"
+
+
+def test_local_broker_cluster_ids_never_look_like_an_option() -> None:
+    """The storage tool reads an id starting with "-" as an option and refuses to format."""
+    from streams.broker import _cluster_id
+
+    ids = [_cluster_id() for _ in range(2000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert all(len(i) == 22 for i in ids) and len(set(ids)) == len(ids)
