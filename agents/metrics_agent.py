@@ -146,15 +146,13 @@ def register_agents(service: Service) -> None:
         # (the batch's inputs are re-delivered, recognised as already learned, and skipped),
         # never outputs whose state was lost (which the next owner would publish again,
         # opening an incident twice), and never committed inputs whose state was lost.
-        written = [write_through(state_table, key, encoded, InPartition(partition))
-                   for key, (partition, encoded) in result.states.items()]
+        written = write_states(result)
         # Key partition-<n> is written only by the owner of feedback partition n, tied to one
         # of its messages: always changelog partition n, one writer per key.
         written += [write_through(fleet_table, key, encoded, events[index])
                     for key, (index, encoded) in result.fleet.items()]
         await asyncio.gather(*written)
-        # Then, with the outputs, how far each input partition is learned (agents.offsets):
-        # after a flush, every state learned so far is written.
+        # Then, with the outputs, the marks that moved (agents.offsets).
         for event in events:
             learned[event.message.tp] = event.message.offset + 1
         sent: list[Awaitable[Any]] = mark_learned()
@@ -171,6 +169,11 @@ def register_agents(service: Service) -> None:
             if records:
                 service.metrics.records_published.labels(topic=name).inc(len(records))
         await asyncio.gather(*sent)
+
+    def write_states(result: BatchResult) -> list[Awaitable[Any]]:
+        """The result's VM states, each in the partition of its messages."""
+        return [write_through(state_table, key, encoded, InPartition(partition))
+                for key, (partition, encoded) in result.states.items()]
 
     def mark_learned() -> list[Awaitable[Any]]:
         """The marks that moved: per input partition, the offset before which every learned
@@ -240,9 +243,7 @@ def register_agents(service: Service) -> None:
         that moved with them (call with ``turn`` held)."""
         if not processor.dirty:
             return
-        result = processor.flush(time.time(), everything)
-        await asyncio.gather(*(write_through(state_table, key, encoded, InPartition(partition))
-                               for key, (partition, encoded) in result.states.items()))
+        await asyncio.gather(*write_states(processor.flush(time.time(), everything)))
         await asyncio.gather(*mark_learned())
 
     if settings.state_flush_s > 0:

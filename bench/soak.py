@@ -44,7 +44,7 @@ from aiokafka import AIOKafkaProducer  # noqa: E402
 
 from streams.admin import ensure_topics  # noqa: E402
 from streams.broker import LocalKafka, free_port  # noqa: E402
-from streams.runner import settings_env, stop_process  # noqa: E402
+from streams.runner import spawn_worker, stop_process  # noqa: E402
 from streams.runner import worker_counters as counters  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.traces import DEFAULT_BITBRAINS_DIR, read_fleet  # noqa: E402
@@ -189,9 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint_interval_s=0.0, log_level="warning")
         asyncio.run(ensure_topics(settings))
         log = open(tmp / "worker.log", "wb")  # noqa: SIM115 - the worker's, for its life
-        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=REPO,
-                                  env={**os.environ, **settings_env(settings)}, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        worker = spawn_worker(settings, log)
         deadline = time.monotonic() + 120
         while not counters(settings.web_port) and time.monotonic() < deadline:
             time.sleep(1)

@@ -59,7 +59,7 @@ from schemas.validate import Rejected, decode_metric  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
 from streams.broker import LocalKafka, free_port  # noqa: E402
 from streams.model_store import partition_for  # noqa: E402
-from streams.runner import settings_env, stop_process, worker_counters  # noqa: E402
+from streams.runner import spawn_worker, stop_process, worker_counters  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.traces import DEFAULT_BITBRAINS_DIR, bitbrains_files, read_vm  # noqa: E402
 
@@ -163,9 +163,7 @@ async def raw_limit(settings: Settings, n: int) -> float:
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     log = open(log_path, "wb")  # noqa: SIM115 - the worker's, for its life
-    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=REPO,
-                              env={**os.environ, **settings_env(settings)}, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+    worker = spawn_worker(settings, log)
     deadline = time.monotonic() + 120
     while not worker_counters(settings.web_port):
         if worker.poll() is not None or time.monotonic() > deadline:

@@ -21,7 +21,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -85,6 +85,14 @@ class Console:
                                                                       "memory forecast")))
         self.print(f"{when} {head} {r['vm_id']}{where} vCPU {r['current_vcpus']}->"
                    f"{r['target_vcpus']}, memory {mem}: {why}")
+
+
+def spawn_worker(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """A ``novacron worker`` process configured by ``settings``, its output to ``log``, in a
+    session of its own (so :func:`stop_process` stops it and its children)."""
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=REPO_ROOT,
+                            env={**os.environ, **settings_env(settings)}, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
@@ -224,10 +232,7 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(ensure_topics(settings))
         log_path = run_dir / "worker.log"
         log_file = open(log_path, "wb")  # noqa: SIM115 - closed below
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], cwd=REPO_ROOT,
-            env={**os.environ, **settings_env(settings)}, stdout=log_file,
-            stderr=subprocess.STDOUT, start_new_session=True)
+        worker = spawn_worker(settings, log_file)
         console.print(f"starting a worker (log: {log_path}, metrics: "
                       f"http://127.0.0.1:{settings.web_port}/metrics)")
         _wait_ready(worker, settings.web_port, log_path)
