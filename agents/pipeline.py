@@ -47,6 +47,7 @@ from agents.scaling.placement import HostState
 from agents.scaling.recommender import VMRecommender
 from agents.scaling.sizing import SizingConfig
 from schemas.records import (
+    METRIC_FIELDS,
     Alert,
     DriftEvent,
     Feedback,
@@ -73,6 +74,16 @@ class PipelineConfig:
     sizing: SizingConfig = field(default_factory=SizingConfig)
     recommendation_valid_s: float = 900.0
     host_report_interval_s: float = 60.0
+    #: the metrics learned per VM; the service learns all six. A subset (or other names, with
+    #: the values given to :func:`process_event`) serves single-series backtests, e.g. NAB
+    #: files: without both ``cpu_pct`` and ``memory_used_bytes`` there is no scaling advice
+    #: and no host report.
+    metrics: tuple[str, ...] = METRIC_FIELDS
+
+    @property
+    def scales(self) -> bool:
+        """Whether the VM gets scaling advice (it needs cpu and memory)."""
+        return "cpu_pct" in self.metrics and "memory_used_bytes" in self.metrics
 
 
 @dataclass
@@ -125,9 +136,9 @@ class Outputs:
 def new_state(cfg: PipelineConfig) -> VMState:
     return VMState(
         features=FeatureExtractor(cfg.tumbling_window_s, cfg.sliding_window_s),
-        detector=VMDetector(),
+        detector=VMDetector(metrics=cfg.metrics),
         incidents=IncidentTracker(resolve_after=cfg.resolve_after_events),
-        forecasters=VMForecaster(cfg.forecast_horizons_s),
+        forecasters=VMForecaster(cfg.forecast_horizons_s, metrics=cfg.metrics),
         scaling=VMRecommender(cfg.sizing, valid_for_s=cfg.recommendation_valid_s),
     )
 
@@ -153,10 +164,9 @@ def _weighed(raw: Verdict, evidence: Mapping[Key, float], factor: float,
                    evidence=scored)
 
 
-def _detect(state: VMState, ev: MetricEvent, x: dict[str, float], cfg: PipelineConfig,
-            out: Outputs, fleet: ClassSensitivity | None = None) -> None:
+def _detect(state: VMState, ev: MetricEvent, values: dict[str, float], x: dict[str, float],
+            cfg: PipelineConfig, out: Outputs, fleet: ClassSensitivity | None = None) -> None:
     det = state.detector
-    values = ev.metrics()
     raw = det.score_one(ev.timestamp, values)
     det.learn_one(ev.timestamp, values)
     threshold = cfg.alert_threshold
@@ -209,10 +219,11 @@ def _detect(state: VMState, ev: MetricEvent, x: dict[str, float], cfg: PipelineC
         detector=DETECTOR_NAME))
 
 
-def _forecast(state: VMState, ev: MetricEvent, cfg: PipelineConfig, out: Outputs) -> None:
+def _forecast(state: VMState, ev: MetricEvent, values: dict[str, float], cfg: PipelineConfig,
+              out: Outputs) -> None:
     fc = state.forecasters
     before = {m: f.chosen_name(0) for m, f in fc.series.items()}
-    for metric in fc.learn_one(ev):
+    for metric in fc.learn_one(ev, values):
         out.drifts.append(DriftEvent(
             vm_id=ev.vm_id, host_id=ev.host_id, timestamp=ev.timestamp, metric=metric,
             detector="page_hinkley", action="reselect", model_before=before[metric],
@@ -253,21 +264,30 @@ def _report_to_host(state: VMState, ev: MetricEvent, cfg: PipelineConfig, out: O
 
 def process_event(state: VMState, ev: MetricEvent, cfg: PipelineConfig,
                   fleet: ClassSensitivity | None = None,
-                  hosts: Mapping[str, HostState] | None = None) -> Outputs:
+                  hosts: Mapping[str, HostState] | None = None,
+                  values: dict[str, float] | None = None) -> Outputs:
     """Update ``state`` with one event and return the records to publish.
 
     ``fleet``: the fleet-wide verdicts per anomaly class (none: no fleet adjustment).
     ``hosts``: every known host, for placement (none: recommend without placement).
+    ``values``: the values of ``cfg.metrics`` (default: read from ``ev``); a backtest of a
+    single series names its metric ``value`` and gives it here.
     """
     out = Outputs()
     state.host_id = ev.host_id
     state.events_total += 1
     late_before = state.features.late_events_total
-    x = state.features.update(ev.timestamp, ev.metrics())
+    if values is None:
+        values = ev.metrics()
+        if len(cfg.metrics) != len(values):
+            values = {m: values[m] for m in cfg.metrics}
+    x = state.features.update(ev.timestamp, values)
     if state.features.late_events_total != late_before:
         return out  # late or replayed sample: counted, not learned twice
-    _detect(state, ev, x, cfg, out, fleet)
-    _forecast(state, ev, cfg, out)
+    _detect(state, ev, values, x, cfg, out, fleet)
+    _forecast(state, ev, values, cfg, out)
+    if not cfg.scales:
+        return out
     rec = state.scaling.recommend(ev, state.forecasters, hosts)
     if rec is not None:
         out.recommendations.append(rec)

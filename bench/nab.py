@@ -3,8 +3,8 @@
     python bench/nab.py [--data ../shared/data/nab] [--results-dir DIR]
                         [--out bench/results/nab.json] [--only NAME,...]
 
-Detectors, all scored in one run by ``bench.nab_scoring`` (NAB's own rules; one threshold per
-detector and profile, optimised over the whole corpus):
+Detectors, all scored in one run by ``streams.backtest.nab_scoring`` (NAB's own rules; one
+threshold per detector and profile, optimised over the whole corpus):
 
 * ``ours`` - ``agents.anomaly.vm.score_series_vm``: the service's per-VM detector with one
   metric, on each file's full series (epoch seconds, values), online.
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.nab_scoring import (  # noqa: E402
+from streams.backtest.nab_scoring import (  # noqa: E402
     Corpus,
     FloatArray,
     ProfileScore,

@@ -1,6 +1,7 @@
 """The ``novacron`` command line.
 
-Subcommands: ``run`` (everything, on a local broker), ``worker``, ``replay``, ``topics create``,
+Subcommands: ``run`` (everything, on a local broker), ``worker``, ``replay``, ``backtest``
+(offline, no broker), ``tail``, ``feedback``, ``topics create``,
 ``models list|show|checkpoint|rollback``, ``broker``, ``settings``. Bad arguments or settings
 give one line on stderr and exit code 2.
 """
@@ -31,6 +32,11 @@ examples:
   novacron worker                       a worker against KAFKA_BOOTSTRAP_SERVERS
   novacron replay --speedup 300         300 s of trace per second into vm.metrics
   novacron replay --vms 4 --limit 500 --speedup 0   a quick burst, as fast as possible
+  novacron backtest ../shared/data/nab/data/realAWSCloudwatch
+                                        the pipeline offline over files: report.md + plots
+  novacron tail alerts --severity high  live alerts of severity high or worse, as a table
+  novacron feedback vm-001/cpu_spike/1372636800 --false-positive --note "batch job"
+                                        an operator's verdict on an incident
   novacron topics create                create the topics (NOVACRON_PARTITIONS partitions)
   novacron models list                  model versions, with their evaluation metrics
   novacron models checkpoint            snapshot every VM's learned state as a new version
@@ -86,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     _replay_args(replay, default_speedup=300.0)
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    _backtest_parser(sub)
+    _tail_parser(sub)
+    _feedback_parser(sub)
+
     topics = sub.add_parser("topics", help="manage the service's topics")
     topics_sub = topics.add_subparsers(dest="topics_command", metavar="ACTION",
                                        parser_class=_Parser, required=True)
@@ -114,6 +124,88 @@ def build_parser() -> argparse.ArgumentParser:
     settings = sub.add_parser("settings", help="list the settings and their variables")
     settings.add_argument("--markdown", action="store_true", help="as a Markdown table")
     return parser
+
+
+BACKTEST_EXAMPLES = """\
+examples:
+  novacron backtest ../shared/data/nab/data/realAWSCloudwatch
+      every NAB series in the folder; labels found in ../../labels/combined_windows.json
+  novacron backtest ../shared/data/bitbrains_rnd --limit 2000 --out /tmp/bb
+      the Bitbrains fleet (one VM per file, hosts as the replay names them), 2000 samples each
+  novacron backtest my_series.csv other.csv.gz --labels my_windows.json
+"""
+
+TAIL_EXAMPLES = """\
+examples:
+  novacron tail alerts                          new alerts as they are published
+  novacron tail alerts --severity high          high and critical only
+  novacron tail recommendations --host host-02  one host's VMs
+  novacron tail forecasts --vm vm-003 --from-beginning --limit 20
+"""
+
+FEEDBACK_EXAMPLES = """\
+examples:
+  novacron feedback vm-001/cpu_spike/1372636800 --false-positive --note "nightly batch job"
+  novacron feedback vm-004/memory_leak/1372700000 --confirmed
+"""
+
+
+def _backtest_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "backtest", help="run the pipeline offline over trace files and write a report",
+        description="Run the whole pipeline (the agents' code, no broker) over NAB-format "
+        "(timestamp,value) or Bitbrains-format files, plain or gzipped, and write a report "
+        "folder: report.md, metrics.json and PNG plots.",
+        epilog=BACKTEST_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                   help="files or folders (searched recursively for .csv and .csv.gz)")
+    p.add_argument("--out", type=Path, default=Path("backtest-report"), metavar="DIR",
+                   help="report folder (default: ./backtest-report)")
+    p.add_argument("--labels", type=Path, default=None, metavar="FILE",
+                   help="NAB-style anomaly windows (JSON: file key -> [[start, end], ...]); "
+                        "default: labels/combined_windows.json of a NAB tree, when found")
+    p.add_argument("--limit", type=_positive(int), default=None, metavar="N",
+                   help="at most N samples per file")
+    p.add_argument("--plots", type=_positive(int), default=12, metavar="N",
+                   help="plot at most N series of each kind (default 12)")
+    p.add_argument("--jobs", type=_positive(int), default=0, metavar="N",
+                   help="processes to run files in (default: one per CPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _tail_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "tail", help="print live alerts, forecasts or recommendations as a table",
+        description="Follow an output topic and print its records as a readable, colored "
+        "table (NO_COLOR or a non-terminal turns color off). Ctrl-C stops.",
+        epilog=TAIL_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stream", choices=("alerts", "forecasts", "recommendations"),
+                   metavar="{alerts,forecasts,recommendations}")
+    p.add_argument("--vm", default=None, metavar="ID", help="only this VM")
+    p.add_argument("--host", default=None, metavar="ID", help="only VMs on this host")
+    p.add_argument("--severity", default=None, metavar="LEVEL",
+                   choices=("low", "medium", "high", "critical"),
+                   help="alerts only: this severity or worse (low, medium, high, critical)")
+    p.add_argument("--from-beginning", action="store_true",
+                   help="start at the oldest record kept, not at new ones")
+    p.add_argument("--limit", type=_positive(int), default=None, metavar="N",
+                   help="stop after printing N records")
+
+
+def _feedback_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "feedback", help="publish an operator's verdict on an incident",
+        description="Publish a verdict on an incident of vm.alerts to vm.feedback: the VM's "
+        "detector (and, with less weight, the fleet's for that anomaly class) adapts to it.",
+        epilog=FEEDBACK_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("incident_id", metavar="INCIDENT_ID",
+                   help="as in the alert: <vm_id>/<anomaly class>/<start epoch s>")
+    verdict = p.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--false-positive", dest="verdict", action="store_const",
+                         const="false_positive", help="the incident was not real")
+    verdict.add_argument("--confirmed", dest="verdict", action="store_const",
+                         const="confirmed", help="the incident was real")
+    p.add_argument("--note", default=None, metavar="TEXT", help="a free-text note")
 
 
 def _version(raw: str) -> int:
@@ -280,18 +372,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             for row in describe():
                 print(f"{row['env']:<32} {row['default']:<18} {row['doc']}")
         return 0
+    if args.command == "backtest":  # offline: no broker, no logging setup beyond warnings
+        from streams.backtest.cli import run_backtest
+
+        try:
+            return run_backtest(settings, args)
+        except (TraceError, OSError) as exc:
+            print(f"novacron backtest: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
     if args.command == "run" and "NOVACRON_LOG_FORMAT" not in os.environ:
         # The live view is for people: its own few log lines as text.
         settings = dataclasses.replace(settings, log_format="text")
     _setup_logging(settings)
     client_errors = _ClientErrors()
-    if args.command in {"replay", "topics", "models"}:
+    if args.command in {"replay", "topics", "models", "tail", "feedback"}:
         # Short-lived commands: the Kafka client's own complaints become part of the one
         # line printed on failure instead of log lines before it.
         kafka_log = logging.getLogger("aiokafka")
         kafka_log.handlers[:] = [client_errors]
         kafka_log.propagate = False
-    needs_cluster = args.command in {"worker", "replay", "topics", "models"}
+    needs_cluster = args.command in {"worker", "replay", "topics", "models", "tail",
+                                     "feedback"}
     if needs_cluster and not settings.bootstrap_servers:
         print("novacron: config error: KAFKA_BOOTSTRAP_SERVERS is not set (or use "
               "`novacron run`, which starts a local broker)", file=sys.stderr)
@@ -307,6 +410,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_models(settings, args)
         if args.command == "broker":
             return cmd_broker()
+        if args.command == "tail":
+            from streams.tail import run_tail
+
+            return run_tail(settings, args)
+        if args.command == "feedback":
+            from streams.tail import send_feedback
+
+            return send_feedback(settings, args)
         from streams.runner import run_all
 
         return run_all(settings, args)

@@ -47,8 +47,10 @@ def count_rows(data_dir: Path, vms: int | None, per_vm_limit: int | None) -> int
 class Progress:
     """A one-line progress bar on a terminal (plain periodic lines elsewhere)."""
 
-    def __init__(self, total: int, out: TextIO = sys.stderr, every_s: float = 0.5) -> None:
+    def __init__(self, total: int, out: TextIO = sys.stderr, every_s: float = 0.5,
+                 label: str = "replay") -> None:
         self.total = max(total, 1)
+        self.label = label
         self.out = out
         self.every_s = every_s if out.isatty() else 5.0
         self.started = time.monotonic()
@@ -62,9 +64,10 @@ class Progress:
         rate = done / max(now - self.started, 1e-9)
         pct = min(100.0, 100.0 * done / self.total)
         bar = "#" * int(pct / 5)
-        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(trace_ts)) if trace_ts else "-"
-        line = (f"replay [{bar:<20}] {done:,}/{self.total:,} ({pct:4.1f}%) "
-                f"{rate:,.0f} events/s, trace time {when} UTC")
+        line = (f"{self.label} [{bar:<20}] {done:,}/{self.total:,} ({pct:4.1f}%) "
+                f"{rate:,.0f} events/s")
+        if trace_ts is not None:
+            line += f", trace time {time.strftime('%Y-%m-%d %H:%M', time.gmtime(trace_ts))} UTC"
         end = "\n" if final or not self.out.isatty() else ""
         self.out.write(("\r" if self.out.isatty() else "") + line + end)
         self.out.flush()

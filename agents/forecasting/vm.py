@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from agents.forecasting.series import SeriesForecaster
 from schemas.records import METRIC_FIELDS, Forecast, HorizonForecast, MetricEvent
@@ -21,17 +21,20 @@ FORECASTER_NAME = "selected"
 
 
 class VMForecaster:
-    """One forecaster per metric of :data:`schemas.records.METRIC_FIELDS`."""
+    """One forecaster per metric (default: :data:`schemas.records.METRIC_FIELDS`)."""
 
     def __init__(self, horizons_s: Sequence[float] = (300.0, 900.0, 3600.0),
                  metrics: tuple[str, ...] = METRIC_FIELDS) -> None:
         self.horizons_s = tuple(float(h) for h in horizons_s)
         self.series = {m: SeriesForecaster(self.horizons_s) for m in metrics}
 
-    def learn_one(self, event: MetricEvent) -> list[str]:
-        """Learn a sample; returns the metrics whose errors just drifted."""
+    def learn_one(self, event: MetricEvent, values: Mapping[str, float] | None = None
+                  ) -> list[str]:
+        """Learn a sample (its ``values``, default: read from ``event``); returns the metrics
+        whose errors just drifted."""
         drifted = []
-        values = event.metrics()
+        if values is None:
+            values = event.metrics()
         for m, fc in self.series.items():
             fc.learn_one(event.timestamp, values[m])
             if fc.drift_detected:

@@ -1,4 +1,4 @@
-"""The NAB scorer (bench.nab_scoring) against NAB's rules and NAB's own published figures."""
+"""The NAB scorer (streams.backtest.nab_scoring) against NAB's rules and NAB's own published figures."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from bench.nab import main as nab_main
 from bench.nab import windowed_gaussian_scores
-from bench.nab_scoring import (
+from streams.backtest.nab_scoring import (
     NAB_PROFILES,
     Corpus,
     FloatArray,
