@@ -1,4 +1,4 @@
-"""The NAB scorer (streams.backtest.nab_scoring) against NAB's rules and NAB's own published figures."""
+"""The NAB scorer (streams.backtest.nab_scoring) against NAB's rules and published figures."""
 
 from __future__ import annotations
 
