@@ -1,9 +1,11 @@
 """``novacron run``: a local broker, a worker and a live replay, shown as they happen.
 
 Starts what is missing (a local Kafka broker unless ``KAFKA_BOOTSTRAP_SERVERS`` is set), creates
-the topics, starts a worker process, replays the Bitbrains traces into ``vm.metrics`` and prints
-alerts and recommendations as they arrive on their topics, with a status line every few
-seconds. Ctrl-C (or ``--duration``) stops everything it started, in reverse order.
+the topics, starts a worker process, replays the Bitbrains traces into ``vm.metrics`` and shows
+what comes out. On a terminal: a board redrawn every 2 s (:class:`streams.live.LiveBoard`:
+throughput and lag, the busiest VMs, open incidents, latest recommendations). Elsewhere (pipes,
+CI): a line per alert and recommendation, as ``novacron tail`` prints them, and a status line
+every few seconds. Ctrl-C (or ``--duration``) stops everything it started, in reverse order.
 """
 
 from __future__ import annotations
@@ -14,26 +16,33 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streams.admin import ensure_topics
 from streams.broker import REPO_ROOT, LocalKafka, free_port
+from streams.live import DEADLETTERED, LAG, PROCESSED, TOPICS, LiveBoard, RateMeter
 from streams.replay import send_messages
 from streams.settings import Settings
+from streams.tail import Palette, decode_record, format_line
 from streams.traces import read_fleet
 
 RUN_DIR = REPO_ROOT / ".novacron"
 _STATUS_EVERY_S = 5.0
+_REDRAW_EVERY_S = 2.0
+#: what the line-per-record output (no terminal) reads
+_LINE_TOPICS = ("vm.alerts", "vm.recommendations", "vm.forecasts", "vm.deadletter")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -48,43 +57,35 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class Console:
-    """Lines for people: colored on a terminal, plain elsewhere."""
+    """Lines for people: colored on a terminal (unless NO_COLOR), plain elsewhere; records
+    as the rows of ``novacron tail`` (:mod:`streams.tail`), tagged with their kind."""
 
-    COLORS = {"critical": "\033[1;31m", "high": "\033[31m", "medium": "\033[33m",
-              "low": "\033[36m", "scale_up": "\033[35m", "scale_down": "\033[32m",
-              "migrate": "\033[34m", "resolved": "\033[32m", "dim": "\033[2m"}
+    TAGS = {"vm.alerts": ("alerts", "ALERT    "),
+            "vm.recommendations": ("recommendations", "RECOMMEND")}
 
     def __init__(self, out: TextIO = sys.stdout) -> None:
         self.out = out
-        self.color = out.isatty() and os.environ.get("NO_COLOR") is None
+        self.palette = Palette.for_stream(out)
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
 
     def paint(self, text: str, style: str) -> str:
-        if not self.color or style not in self.COLORS:
-            return text
-        return f"{self.COLORS[style]}{text}\033[0m"
+        return self.palette.paint(text, style)
 
     def print(self, line: str) -> None:
         self.out.write(line + "\n")
         self.out.flush()
 
-    def alert(self, a: dict[str, Any]) -> None:
-        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(a["timestamp"]))
-        style = "resolved" if a["status"] == "resolved" else a["severity"]
-        head = self.paint(f"ALERT {a['status']:<8} {a['severity']:<8}", style)
-        why = ", ".join(f"{f['name']}={f['value']:.4g} (baseline {f['baseline']:.4g}, "
-                        f"z {f['zscore']:+.1f})" for f in a["features"][:2])
-        self.print(f"{when} {head} {a['anomaly_class']:<18} {a['vm_id']} on {a['host_id']} "
-                   f"score {a['score']:.2f}>{a['threshold']:.2f} {why}")
-
-    def recommendation(self, r: dict[str, Any]) -> None:
-        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["timestamp"]))
-        head = self.paint(f"RECOMMEND {r['action']:<10}", r["action"])
-        mem = f"{r['current_memory_bytes'] / 2**30:.1f}->{r['target_memory_bytes'] / 2**30:.1f} GiB"
-        where = f" to {r['target_host']}" if r.get("target_host") else ""
-        why = "; ".join(x for x in r["reasons"] if not x.startswith(("cpu forecast",
-                                                                      "memory forecast")))
-        self.print(f"{when} {head} {r['vm_id']}{where} vCPU {r['current_vcpus']}->"
-                   f"{r['target_vcpus']}, memory {mem}: {why}")
+    def record(self, topic: str, value: dict[str, Any]) -> None:
+        """One line for an alert or a recommendation (other topics: nothing)."""
+        if topic not in self.TAGS:
+            return
+        stream, tag = self.TAGS[topic]
+        try:
+            line = format_line(stream, value, self.palette)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            self.print(self.paint(f"(skipped a malformed record of {topic})", "dim"))
+            return
+        self.print(f"{tag} {line}")
 
 
 def spawn_worker(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
@@ -108,8 +109,10 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None
         proc.wait()
 
 
-def worker_counters(port: int) -> dict[str, float]:
-    """A worker's Prometheus samples, added up over labels ({} if it does not answer)."""
+def worker_samples(port: int) -> dict[str, float]:
+    """A worker's Prometheus samples by name with labels, e.g.
+    ``novacron_consumer_lag_messages{partition="0",topic="vm.metrics"}`` ({} if it does not
+    answer)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
             body = resp.read().decode()
@@ -119,9 +122,51 @@ def worker_counters(port: int) -> dict[str, float]:
     for line in body.splitlines():
         if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
-            key = name.split("{")[0]
-            out[key] = out.get(key, 0.0) + float(value)
+            out[name] = out.get(name, 0.0) + float(value)
     return out
+
+
+def sum_samples(samples: dict[str, float]) -> dict[str, float]:
+    """Samples added up over labels, by metric name.
+
+    >>> sum_samples({'a_total{x="1"}': 1.0, 'a_total{x="2"}': 2.0, "b": 5.0})
+    {'a_total': 3.0, 'b': 5.0}
+    """
+    out: dict[str, float] = {}
+    for name, value in samples.items():
+        key = name.split("{")[0]
+        out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def worker_counters(port: int) -> dict[str, float]:
+    """A worker's Prometheus samples, added up over labels ({} if it does not answer)."""
+    return sum_samples(worker_samples(port))
+
+
+def topic_lag(samples: dict[str, float], topic: str) -> float:
+    """Messages of ``topic`` the worker has not read yet, over its partitions (the lag gauge
+    also covers the tables' changelog topics, whose lag says nothing about keeping up).
+
+    >>> topic_lag({'novacron_consumer_lag_messages{partition="0",topic="vm.metrics"}': 4.0,
+    ...            'novacron_consumer_lag_messages{partition="1",topic="vm.metrics"}': 1.0,
+    ...            'novacron_consumer_lag_messages{partition="0",topic="x-changelog"}': 9.0},
+    ...           "vm.metrics")
+    5.0
+    """
+    label = f'topic="{topic}"'
+    return sum(v for k, v in samples.items()
+               if k.startswith(LAG + "{") and label in k.split("{", 1)[1].rstrip("}").split(","))
+
+
+def view_counters(port: int, settings: Settings) -> dict[str, float]:
+    """What the live view shows of a worker: its samples added up over labels, except the
+    lag, which is that of the metrics topic only."""
+    samples = worker_samples(port)
+    counters = sum_samples(samples)
+    if counters:
+        counters[LAG] = topic_lag(samples, settings.topic("vm.metrics"))
+    return counters
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path,
@@ -138,10 +183,12 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path,
     raise RuntimeError(f"the worker was not ready within {timeout_s:.0f} s; see {log_path}")
 
 
-async def _watch(settings: Settings, console: Console, counts: dict[str, int],
-                 from_start: bool) -> None:
-    names = {settings.topic(t): t for t in ("vm.alerts", "vm.recommendations", "vm.forecasts",
-                                            "vm.deadletter")}
+async def _watch(settings: Settings, topics: tuple[str, ...],
+                 on_record: Callable[[str, dict[str, Any]], None], from_start: bool) -> None:
+    """Read ``topics`` (base names) outside any group, handing each record's JSON object to
+    ``on_record``; records that are not JSON objects are counted as ``malformed`` and
+    skipped."""
+    names = {settings.topic(t): t for t in topics}
     consumer = AIOKafkaConsumer(*names, bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest" if from_start else "latest",
                                 enable_auto_commit=False, **settings.kafka_client_options())
@@ -149,65 +196,114 @@ async def _watch(settings: Settings, console: Console, counts: dict[str, int],
     try:
         async for record in consumer:
             topic = names[record.topic]
-            counts[topic] = counts.get(topic, 0) + 1
-            value = orjson.loads(record.value)
-            if topic == "vm.alerts":
-                console.alert(value)
-            elif topic == "vm.recommendations":
-                console.recommendation(value)
+            try:
+                value = decode_record(record.value)
+            except ValueError:
+                on_record("malformed", {})
+                continue
+            on_record(topic, value)
     finally:
         await consumer.stop()
 
 
-async def _status(console: Console, counts: dict[str, int], sent: list[int], port: int
-                  ) -> None:
-    last_sent, last_t = 0, time.monotonic()
+def _status_line(counters: dict[str, float], counts: Counter[str], sent: int,
+                 rate: float) -> str:
+    return (f"-- replayed {sent:,} ({rate:,.0f}/s) | processed "
+            f"{counters.get(PROCESSED, 0):,.0f} | metrics lag {counters.get(LAG, 0):,.0f} | "
+            f"dead letters {counters.get(DEADLETTERED, 0):,.0f} | alerts "
+            f"{counts['vm.alerts']:,} | forecasts {counts['vm.forecasts']:,} | "
+            f"recommendations {counts['vm.recommendations']:,}")
+
+
+async def _status(console: Console, counts: Counter[str], sent: list[int], port: int,
+                  settings: Settings) -> None:
+    """Without a terminal: a status line every few seconds."""
+    meter = RateMeter()
+    meter.update(0, time.monotonic())
     while True:
         await asyncio.sleep(_STATUS_EVERY_S)
-        now = time.monotonic()
-        rate = (sent[0] - last_sent) / (now - last_t)
-        last_sent, last_t = sent[0], now
-        c = await asyncio.to_thread(worker_counters, port)
-        console.print(console.paint(
-            f"-- replayed {sent[0]:,} ({rate:,.0f}/s) | processed "
-            f"{c.get('novacron_events_processed_total', 0):,.0f} | dead letters "
-            f"{c.get('novacron_events_deadlettered_total', 0):,.0f} | alerts "
-            f"{counts.get('vm.alerts', 0):,} | forecasts {counts.get('vm.forecasts', 0):,} | "
-            f"recommendations {counts.get('vm.recommendations', 0):,}", "dim"))
+        rate = meter.update(sent[0], time.monotonic())
+        c = await asyncio.to_thread(view_counters, port, settings)
+        console.print(console.paint(_status_line(c, counts, sent[0], rate), "dim"))
+
+
+class _Screen:
+    """Redraws the live board in place: clear once, then home and overwrite each line."""
+
+    def __init__(self, console: Console, board: LiveBoard, sent: list[int]) -> None:
+        self.console, self.board, self.sent = console, board, sent
+        self.meter = RateMeter()
+        self.drawn = False
+
+    def draw(self, counters: dict[str, float]) -> None:
+        rate = self.meter.update(counters.get(PROCESSED, 0.0), time.monotonic())
+        size = shutil.get_terminal_size()
+        lines = self.board.render(size.columns, counters, replayed=self.sent[0],
+                                  events_per_s=rate, palette=self.console.palette,
+                                  height=size.lines - 1)
+        start = "\033[H" if self.drawn else "\033[2J\033[H"
+        self.console.out.write(start + "".join(f"{line}\033[K\n" for line in lines)
+                               + "\033[J")
+        self.console.out.flush()
+        self.drawn = True
+
+    async def run(self, port: int, settings: Settings) -> None:
+        while True:
+            self.draw(await asyncio.to_thread(view_counters, port, settings))
+            await asyncio.sleep(_REDRAW_EVERY_S)
 
 
 async def _live(settings: Settings, args: argparse.Namespace, console: Console, port: int,
                 from_start: bool) -> None:
-    counts: dict[str, int] = {}
+    board = LiveBoard()
+    counts = board.counts
     sent = [0]
 
     def on_sent(n: int, ts: float) -> None:
         sent[0] = n
 
-    tasks = [asyncio.create_task(_watch(settings, console, counts, from_start)),
-             asyncio.create_task(_status(console, counts, sent, port))]
+    redraw = console.tty and os.environ.get("TERM", "") != "dumb"
+    screen = _Screen(console, board, sent) if redraw else None
+    if screen is None:
+        def on_record(topic: str, value: dict[str, Any]) -> None:
+            counts[topic] += 1
+            console.record(topic, value)
+
+        def say(line: str) -> None:
+            console.print(line)
+
+        tasks = [asyncio.create_task(_watch(settings, _LINE_TOPICS, on_record, from_start)),
+                 asyncio.create_task(_status(console, counts, sent, port, settings))]
+    else:
+        def say(line: str) -> None:
+            board.note = line
+
+        tasks = [asyncio.create_task(_watch(settings, TOPICS, board.observe, from_start)),
+                 asyncio.create_task(screen.run(port, settings))]
     try:
         replay = send_messages(settings, read_fleet(args.data, args.vms, args.limit),
                                speedup=args.speedup, on_sent=on_sent)
         if args.duration:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_replay_then_wait(replay, console), args.duration)
+                await asyncio.wait_for(_replay_then_wait(replay, say), args.duration)
         else:
-            await _replay_then_wait(replay, console)
+            await _replay_then_wait(replay, say)
     finally:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        console.print(f"summary: replayed {sent[0]:,} events; alerts {counts.get('vm.alerts', 0)}"
-                      f", forecasts {counts.get('vm.forecasts', 0)}, recommendations "
-                      f"{counts.get('vm.recommendations', 0)}, dead letters "
-                      f"{counts.get('vm.deadletter', 0)}")
+        if screen is not None:
+            screen.draw(view_counters(port, settings))
+        console.print(f"summary: replayed {sent[0]:,} events; alerts {counts['vm.alerts']}"
+                      f", forecasts {counts['vm.forecasts']}, recommendations "
+                      f"{counts['vm.recommendations']}, dead letters "
+                      f"{counts['vm.deadletter']}")
 
 
-async def _replay_then_wait(replay: Any, console: Console) -> None:
+async def _replay_then_wait(replay: Any, say: Callable[[str], None]) -> None:
     stats = await replay
-    console.print(f"replay finished: {stats.sent:,} events in {stats.elapsed_s:.0f} s; "
-                  "still listening, Ctrl-C to stop")
+    say(f"replay finished: {stats.sent:,} events in {stats.elapsed_s:.0f} s; "
+        "still listening, Ctrl-C to stop")
     await asyncio.Event().wait()
 
 
