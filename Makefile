@@ -1,6 +1,7 @@
 # NovaCron Stream — two commands: `make run` and `make test`.
 # Prerequisites: Python 3.11+, Java 17+, Maven 3 (the local Kafka broker comes from Maven
-# Central), and kcat for the contract tests (installed here with apt-get when missing, as root).
+# Central), kcat for the contract tests and chromium for the status-page test (both installed
+# with apt-get when missing, as root).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -26,6 +27,11 @@ tools:
 	    echo "installing kcat (Debian package) for the contract tests"; \
 	    (apt-get install -y -qq kcat >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq kcat)) ; \
 	  else echo "kcat not found: install it (Debian/Ubuntu: apt-get install kcat; macOS: brew install kcat)"; exit 1; fi; }
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (Debian package) for the status page tests"; \
+	    (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)) ; \
+	  else echo "chromium not found: install it (Debian/Ubuntu: apt-get install chromium; macOS: brew install --cask chromium)"; exit 1; fi; }
 	@$(BIN)/python -c 'from streams.broker import ensure_jars; ensure_jars()'
 
 ## Start a local broker, a worker and a live replay of real traces; Ctrl-C stops all of it.

@@ -139,6 +139,16 @@ def register_agents(service: Service) -> None:
         learned.clear()
         marked.clear()
 
+    @app.on_partitions_assigned.connect
+    async def forget_moved_vms(sender: Any, /, *args: Any, signal: BaseSignalT[Any],
+                               **kwargs: Any) -> None:
+        """The status board keeps only the VMs of the input partitions this worker holds."""
+        metrics = topics[metrics_topic.name]
+        assigned = args[0] if args else kwargs.get("assigned", ())
+        mine = {tp.partition for tp in assigned if tp.topic == metrics.get_topic_name()}
+        partitions = metrics.partitions or settings.partitions
+        service.status.retain(lambda vm_id: partition_for(vm_id.encode(), partitions) in mine)
+
     async def publish(result: BatchResult, events: Sequence[Any], rekey_topic: str) -> None:
         # State first, acknowledged by the broker, then the outputs, also acknowledged, and
         # only then does the batch return (and its input offsets become committable). A
@@ -232,8 +242,10 @@ def register_agents(service: Service) -> None:
             events = await learnable(events)
             batch = inbound(events)
             if batch:
-                result = process(batch, time.time())
+                now = time.time()
+                result = process(batch, now)
                 await publish(result, events, rekey_topic)
+                service.status.observe(now, result.events)
         service.metrics.batch_size.observe(len(batch))
         service.metrics.batch_seconds.labels(agent=agent).observe(time.perf_counter() - started)
         observe_end_to_end(events)

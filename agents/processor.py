@@ -32,10 +32,17 @@ from dataclasses import dataclass, field
 
 from agents.anomaly.feedback import ClassSensitivity
 from agents.expiry import IdleTracker
-from agents.pipeline import PipelineConfig, VMState, apply_feedback, new_state, process_event
+from agents.pipeline import (
+    Outputs,
+    PipelineConfig,
+    VMState,
+    apply_feedback,
+    new_state,
+    process_event,
+)
 from agents.scaling.patterns import PATTERNS
 from agents.scaling.placement import HostState
-from schemas.records import to_json
+from schemas.records import MetricEvent, to_json
 from schemas.validate import Rejected, dead_letter, decode_feedback, decode_metric, incident_vm_id
 from streams.observability import WorkerMetrics
 from streams.state_codec import StateCodec, StateIntegrityError
@@ -70,6 +77,9 @@ class BatchResult:
     states: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
     #: class-feedback key -> (index of the last feedback message of that partition, encoded)
     fleet: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
+    #: each valid metric event of the batch with what it produced, in order (for the status
+    #: board, streams.status)
+    events: list[tuple[MetricEvent, Outputs]] = field(default_factory=list)
     processed: int = 0
     #: feedback messages applied to a recent incident
     feedback: int = 0
@@ -286,6 +296,7 @@ class MetricsProcessor:
                 self.metrics.events_rekeyed.inc()
                 continue
             out = process_event(self._state(key), ev, self.cfg, fleet, hosts)
+            result.events.append((ev, out))
             result.alerts.extend((key, to_json(a)) for a in out.alerts)
             for a in out.alerts:
                 if a.status == "open":

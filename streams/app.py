@@ -8,7 +8,7 @@ import time, so tests and several workers in one process never share hidden stat
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -19,6 +19,7 @@ from streams import tables as table_specs
 from streams import topics as topic_specs
 from streams.observability import WorkerMetrics
 from streams.settings import Settings
+from streams.status import StatusBoard
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class Service:
     topics: dict[str, faust.TopicT]
     tables: dict[str, TableT]
     processor: Any = None  # agents.processor.MetricsProcessor, set by register_agents
+    #: what this worker processed lately, for the status page (fed by the metrics agent)
+    status: StatusBoard = field(default_factory=StatusBoard)
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:

@@ -1,13 +1,17 @@
-"""Pages on the worker's web server: ``/metrics``, ``/healthz``, ``/readyz``, and the views the
-scheduler can ask, ``/vms/{vm_id}`` and ``/hosts/{host_id}`` (JSON, 404 for an unknown id).
+"""Pages on the worker's web server: ``/metrics``, ``/healthz``, ``/readyz``, the views the
+scheduler can ask, ``/vms/{vm_id}`` and ``/hosts/{host_id}`` (JSON, 404 for an unknown id),
+and the operators' status page: ``/`` and ``/vm/{vm_id}`` (HTML, :mod:`streams.status_page`)
+over ``/status.json`` and ``/status/vms/{vm_id}`` (JSON, :mod:`streams.status`).
 
-The two views are table-routed (Faust's ``app.table_route``): a worker asked about a key whose
-table partition another worker owns forwards the request to that worker's web server and
-relays its answer, so any worker can be asked about any VM or host.
+The two views and the status drill-down are table-routed (Faust's ``app.table_route``): a
+worker asked about a key whose table partition another worker owns forwards the request to
+that worker's web server and relays its answer, so any worker can be asked about any VM or
+host.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -15,7 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from agents.pipeline import vm_view
 from agents.scaling.placement import HostState
+from streams.status import consumer_lag
+from streams.status_page import render_page
 from streams.tables import hosts_table, vm_state_table
+from streams.topics import metrics_topic
 
 if TYPE_CHECKING:
     from streams.app import Service
@@ -23,6 +30,39 @@ if TYPE_CHECKING:
 
 def register_pages(service: Service) -> None:
     app = service.app
+
+    def _json(view: Any, body: Any, status: int = 200) -> Any:
+        # orjson: the views carry numpy floats and NaN-free dataclasses; default=str for the
+        # odd non-JSON value rather than a 500.
+        return view.bytes(orjson.dumps(body, default=str), content_type="application/json",
+                          status=status)
+
+    def status_summary() -> dict[str, Any]:
+        monitor: Any = app.monitor
+        lag = consumer_lag(dict(monitor.tp_end_offsets or {}),
+                           dict(monitor.tp_read_offsets or {}))
+        return service.status.summary(time.time(), lag,
+                                      metrics_topic=service.settings.topic(metrics_topic.name))
+
+    def _page(view: Any, vm_id: str | None) -> Any:
+        return view.bytes(render_page(status_summary(), vm_id).encode(),
+                          content_type="text/html", headers={"Cache-Control": "no-store"})
+
+    @app.page("/")
+    async def status_page(view: Any, request: Any) -> Any:
+        """The status page: this worker's incidents, recommendations, rate and lag (with
+        ``?vm=<id>``, that VM's drill-down open)."""
+        return _page(view, request.query.get("vm") or None)
+
+    @app.page("/vm/{vm_id}")
+    async def status_vm_page(view: Any, request: Any, vm_id: str) -> Any:
+        """The status page with the drill-down of ``vm_id`` open."""
+        return _page(view, vm_id)
+
+    @app.page("/status.json")
+    async def status_json(view: Any, request: Any) -> Any:
+        """What the status page shows: rate, lag, incidents, recommendations, busiest VMs."""
+        return _json(view, status_summary())
 
     @app.page("/metrics")
     async def metrics(view: Any, request: Any) -> Any:
@@ -54,12 +94,6 @@ def register_pages(service: Service) -> None:
     vm_table = service.tables[vm_state_table.name]
     host_table = service.tables[hosts_table.name]
 
-    def _json(view: Any, body: Any, status: int = 200) -> Any:
-        # orjson: the views carry numpy floats and NaN-free dataclasses; default=str for the
-        # odd non-JSON value rather than a 500.
-        return view.bytes(orjson.dumps(body, default=str), content_type="application/json",
-                          status=status)
-
     @app.page("/vms/{vm_id}")
     @app.table_route(table=vm_table, match_info="vm_id")
     async def get_vm(view: Any, request: Any, vm_id: str) -> Any:
@@ -68,6 +102,16 @@ def register_pages(service: Service) -> None:
         if state is None:
             return _json(view, {"error": f"unknown vm {vm_id}"}, status=404)
         return _json(view, vm_view(vm_id, state))
+
+    @app.page("/status/vms/{vm_id}")
+    @app.table_route(table=vm_table, match_info="vm_id")
+    async def status_vm(view: Any, request: Any, vm_id: str) -> Any:
+        """A VM's recent samples, forecast band and incidents, from its owner's board."""
+        body = service.status.vm_view(vm_id)
+        if body is None:
+            return _json(view, {"error": f"no recent samples of vm {vm_id} on this worker"},
+                         status=404)
+        return _json(view, body)
 
     @app.page("/hosts/{host_id}")
     @app.table_route(table=host_table, match_info="host_id")
