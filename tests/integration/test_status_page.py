@@ -139,6 +139,7 @@ def test_status_page_shows_the_incident_and_draws_the_drill_down(
              "--window-size=1280,900", "--hide-scrollbars")
     assert shot.is_file() and shot.stat().st_size > 10_000
     if os.environ.get("NOVACRON_SCREENSHOT_DIR"):  # to look at them
+        Path(os.environ["NOVACRON_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(os.environ["NOVACRON_SCREENSHOT_DIR"]) / shot.name)
         chromium(tmp_path, worker.url("/"), "--screenshot=" + os.path.join(
             os.environ["NOVACRON_SCREENSHOT_DIR"], "summary.png"), "--window-size=1280,1600")
