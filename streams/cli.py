@@ -46,6 +46,39 @@ examples:
 """
 
 
+#: Examples shown by each subcommand's --help (the ones defined with their own epilog aside).
+COMMAND_EXAMPLES = {
+    "run": ["novacron run", "novacron run --speedup 600 --vms 8 --duration 120",
+            "KAFKA_BOOTSTRAP_SERVERS=kafka:9092 novacron run   # an existing cluster"],
+    "worker": ["KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 novacron worker",
+               "NOVACRON_WEB_PORT=6067 novacron worker   # a second worker on this machine"],
+    "replay": ["novacron replay --speedup 300", "novacron replay --vms 4 --limit 500 --speedup 0"],
+    "topics": ["novacron topics create"],
+    "topics create": ["NOVACRON_PARTITIONS=12 novacron topics create"],
+    "models": ["novacron models list", "novacron models show 3", "novacron models checkpoint",
+               "novacron models rollback 3"],
+    "models list": ["novacron models list"],
+    "models show": ["novacron models show 3"],
+    "models checkpoint": ["novacron models checkpoint", "novacron models checkpoint --wait 0"],
+    "models rollback": ["novacron models rollback 3", "novacron models rollback 3 --wait 120"],
+    "broker": ["novacron broker"],
+    "settings": ["novacron settings", "novacron settings --markdown > docs/settings.md"],
+}
+
+
+def _add_examples(parser: argparse.ArgumentParser, path: str = "") -> None:
+    """Give every subcommand without its own epilog the examples of COMMAND_EXAMPLES."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for name, sub in action.choices.items():
+            key = f"{path} {name}".strip()
+            if sub.epilog is None and key in COMMAND_EXAMPLES:
+                sub.epilog = "examples:\n" + "\n".join(f"  {e}" for e in COMMAND_EXAMPLES[key])
+                sub.formatter_class = argparse.RawDescriptionHelpFormatter
+            _add_examples(sub, key)
+
+
 class UsageError(Exception):
     """Bad command-line usage: reported as one line."""
 
@@ -123,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     settings = sub.add_parser("settings", help="list the settings and their variables")
     settings.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    _add_examples(parser)
     return parser
 
 

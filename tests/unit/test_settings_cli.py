@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from streams.cli import main
+from streams.cli import build_parser, main
 from streams.settings import ConfigError, Settings, settings_markdown
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,6 +104,30 @@ def test_help_has_examples() -> None:
     proc = run_cli("--help")
     assert proc.returncode == 0
     assert "examples:" in proc.stdout and "novacron run" in proc.stdout
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+              ) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out.append(((*path, name), sub))
+                out += _commands(sub, (*path, name))
+    return out
+
+
+def test_every_command_has_help_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    commands = _commands(build_parser())
+    assert {c[0] for c, _ in commands} >= {"run", "worker", "replay", "backtest", "tail",
+                                           "feedback", "topics", "models", "broker", "settings"}
+    for path, _ in commands:
+        with pytest.raises(SystemExit) as done:
+            main([*path, "--help"])
+        assert done.value.code == 0
+        text = capsys.readouterr().out
+        examples = text.split("examples:", 1)[-1]
+        assert "examples:" in text and f"novacron {' '.join(path)}" in examples, path
 
 
 def test_kafka_client_options_follow_the_security_settings() -> None:
