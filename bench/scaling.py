@@ -57,6 +57,7 @@ from bench.scaling_policies import (  # noqa: E402
     limit_allocation,
     static_allocation,
 )
+from streams.backtest.allocation import Tally, score  # noqa: E402
 from streams.traces import bitbrains_files  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "bitbrains_rnd"
@@ -159,56 +160,6 @@ def allocations(name: str, trace: VMTrace) -> tuple[FloatArray, FloatArray]:
         return limit_allocation(trace.cpu, trace.mem, round(LIMIT_BLOCK_S / trace.step_s))
     policy = POLICIES[name](float(trace.cap_cores[0]), float(trace.cap_bytes[0]), trace.step_s)
     return replay(policy, trace)
-
-
-@dataclass
-class Tally:
-    """Sums behind slack, shortfall and changes for one (policy, resource)."""
-
-    allocated: float = 0.0
-    used: float = 0.0
-    steps: int = 0
-    short: int = 0
-    changes: int = 0
-    days: float = 0.0
-
-    def merge(self, other: Tally) -> None:
-        self.allocated += other.allocated
-        self.used += other.used
-        self.steps += other.steps
-        self.short += other.short
-        self.changes += other.changes
-        self.days += other.days
-
-    @property
-    def slack(self) -> float:
-        return (self.allocated - self.used) / self.allocated if self.allocated else math.nan
-
-    @property
-    def shortfall(self) -> float:
-        return self.short / self.steps if self.steps else math.nan
-
-    @property
-    def changes_per_vm_day(self) -> float:
-        return self.changes / self.days if self.days else math.nan
-
-
-def score(t: FloatArray, used: FloatArray, allocated: FloatArray, scored_from: float) -> Tally:
-    """The tally of the samples at or after ``scored_from``.
-
-    >>> tally = score(np.arange(4.0), np.array([1., 1., 3., 1.]), np.array([2., 2., 2., 4.]), 1.)
-    >>> tally.slack, tally.shortfall, tally.changes
-    (0.375, 0.3333333333333333, 1)
-    """
-    scored = t >= scored_from
-    if not scored.any():
-        return Tally()
-    a, u = allocated[scored], used[scored]
-    moved = allocated[1:] != allocated[:-1]
-    return Tally(allocated=float(a.sum()), used=float(u.sum()), steps=int(scored.sum()),
-                 short=int(np.count_nonzero(u > a)),
-                 changes=int(np.count_nonzero(moved & scored[1:])),
-                 days=float(t[-1] - scored_from) / DAY_S)
 
 
 @dataclass

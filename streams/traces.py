@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import heapq
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,18 +75,28 @@ def bitbrains_files(data_dir: Path, vms: int | None = None) -> dict[int, list[Pa
     return {n: sorted(files[n], key=lambda p: p.parent.name) for n in numbers}
 
 
-def read_vm(files: list[Path], vm_number: int, limit: int | None = None
-            ) -> Iterator[dict[str, Any]]:
-    """The messages of one VM, in time order (across its month files)."""
+def read_vm(files: list[Path], vm_number: int, limit: int | None = None,
+            unparseable: Counter[str] | None = None) -> Iterator[dict[str, Any]]:
+    """The messages of one VM, in time order (across its month files).
+
+    A row that cannot be parsed raises :class:`TraceError`, or with ``unparseable`` given is
+    counted there (as ``"unparseable row"``) and skipped."""
     count = 0
     last_ts = float("-inf")
     for path in files:
-        with gzip.open(path, "rt") as fh:
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt") as fh:
             next(fh, None)  # header
             for line in fh:
                 if not line.strip():
                     continue
-                msg = parse_bitbrains_row(line, vm_number)
+                try:
+                    msg = parse_bitbrains_row(line, vm_number)
+                except (TraceError, ValueError):
+                    if unparseable is None:
+                        raise
+                    unparseable["unparseable row"] += 1
+                    continue
                 if msg["timestamp"] <= last_ts:
                     continue  # the month files overlap by a few rows at their seams
                 last_ts = msg["timestamp"]

@@ -12,7 +12,7 @@ with the worker's settings, and no broker.
 
 What comes out (:class:`SeriesResult`, one per series or VM) is what an operator would have
 seen: the incidents (opened, escalated, resolved), the forecasts scored against the samples
-that came later (:class:`Tally`, per metric and horizon), the recommendations and the
+that came later (:class:`ForecastTally`, per metric and horizon), the recommendations and the
 allocation they would have given the VM. Recommendations are not fed back into the trace (it
 is a record): the allocation is the latest recommended target from the sample after it on, the
 recorded provisioning before the first one.
@@ -35,8 +35,8 @@ from agents.scaling.placement import HostState, apply_report
 from schemas.records import MetricEvent
 from schemas.validate import Rejected, decode_metric
 from streams.backtest.nab_scoring import FloatArray
-from streams.backtest.sources import Fleet, SeriesFile, read_series, read_vm_messages, window_rows
-from streams.traces import vm_identity
+from streams.backtest.sources import Fleet, SeriesFile, read_series, window_rows
+from streams.traces import read_vm, vm_identity
 
 #: Called with the number of rows done since the last call.
 ProgressFn = Callable[[int], None]
@@ -59,10 +59,10 @@ class Incident:
 
 
 @dataclass
-class Tally:
+class ForecastTally:
     """Sums behind forecast accuracy for one (metric, horizon).
 
-    >>> t = Tally()
+    >>> t = ForecastTally()
     >>> t.add(forecast=9.0, actual=10.0, lower_90=8.0, upper_90=12.0)
     >>> t.add(forecast=14.0, actual=10.0, lower_90=12.0, upper_90=16.0)
     >>> t.wape, t.coverage_90
@@ -82,7 +82,7 @@ class Tally:
         self.inside_90 += lower_90 <= actual <= upper_90
         self.width_90 += upper_90 - lower_90
 
-    def merge(self, other: Tally) -> None:
+    def merge(self, other: ForecastTally) -> None:
         self.n += other.n
         self.abs_error += other.abs_error
         self.abs_actual += other.abs_actual
@@ -117,7 +117,7 @@ class SeriesResult:
     #: the shortest-horizon forecasts of ``metric``: at, value, lower_90, upper_90
     forecast: dict[str, FloatArray]
     #: metric -> horizon (s) -> tally
-    accuracy: dict[str, dict[float, Tally]]
+    accuracy: dict[str, dict[float, ForecastTally]]
     rejected: Counter[str] = field(default_factory=Counter)
     late: int = 0
     drifts: int = 0
@@ -142,7 +142,7 @@ class _Collector:
         self.incidents: dict[str, Incident] = {}
         self.forecast: dict[str, list[float]] = {k: [] for k in ("at", "value", "lower_90",
                                                                  "upper_90")}
-        self.accuracy: dict[str, dict[float, Tally]] = {}
+        self.accuracy: dict[str, dict[float, ForecastTally]] = {}
         self.pending: dict[str, list[tuple[float, float, float, float, float, float]]] = {}
         self.recommendations: list[dict[str, object]] = []
         self.drifts = 0
@@ -187,7 +187,7 @@ class _Collector:
             while queue and queue[0][0] - queue[0][5] <= ts:
                 at, horizon, value, lo, hi, tol = heapq.heappop(queue)
                 if actual is not None and ts <= at + tol:
-                    self.accuracy.setdefault(metric, {}).setdefault(horizon, Tally()).add(
+                    self.accuracy.setdefault(metric, {}).setdefault(horizon, ForecastTally()).add(
                         value, actual, lo, hi)
 
     def result(self, rejected: Counter[str], late: int, seconds: float) -> SeriesResult:
@@ -256,7 +256,7 @@ def run_fleet(fleet: Fleet, cfg: PipelineConfig, hosts_cfg: FleetSettings,
     streams = []
     for vm, files in fleet.files.items():
         counter: Counter[str] = Counter()
-        streams.append(read_vm_messages(files, vm, counter, limit))
+        streams.append(read_vm(files, vm, limit, unparseable=counter))
         rejected[vm_identity(vm)[0]] = counter
     merged = heapq.merge(*streams, key=lambda m: float(m["timestamp"]))
     states: dict[str, VMState] = {}

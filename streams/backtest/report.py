@@ -23,12 +23,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from streams.backtest.engine import SeriesResult, Tally
+from streams.backtest.allocation import Tally, score
+from streams.backtest.engine import ForecastTally, SeriesResult
 from streams.backtest.nab_scoring import (
     NAB_PROFILES,
     Corpus,
@@ -84,36 +84,9 @@ def nab_scores(results: Sequence[SeriesResult]) -> dict[str, Any] | None:
             "false_positives": sum(f for _, f in hits), "profiles": profiles}
 
 
-@dataclass
-class AllocationTally:
-    allocated: float = 0.0
-    used: float = 0.0
-    steps: int = 0
-    short: int = 0
-    changes: int = 0
-    days: float = 0.0
-
-    def add(self, t: FloatArray, used: FloatArray, allocated: FloatArray) -> None:
-        if not len(t):
-            return
-        scored = t >= t[0] + WARMUP_S
-        if not scored.any():
-            return
-        a, u = allocated[scored], used[scored]
-        moved = np.r_[False, allocated[1:] != allocated[:-1]]
-        self.allocated += float(a.sum())
-        self.used += float(u.sum())
-        self.steps += int(scored.sum())
-        self.short += int(np.count_nonzero(u > a))
-        self.changes += int(np.count_nonzero(moved & scored))
-        self.days += float(t[-1] - t[0] - WARMUP_S) / 86400.0
-
-    def as_dict(self) -> dict[str, float | None]:
-        return {"slack": _r((self.allocated - self.used) / self.allocated
-                            if self.allocated else math.nan),
-                "shortfall": _r(self.short / self.steps if self.steps else math.nan),
-                "changes_per_vm_day": _r(self.changes / self.days if self.days > 0
-                                         else math.nan, 3)}
+def _allocation(t: Tally) -> dict[str, float | None]:
+    return {"slack": _r(t.slack), "shortfall": _r(t.shortfall),
+            "changes_per_vm_day": _r(t.changes_per_vm_day, 3)}
 
 
 def scaling(results: Sequence[SeriesResult]) -> dict[str, Any] | None:
@@ -126,20 +99,23 @@ def scaling(results: Sequence[SeriesResult]) -> dict[str, Any] | None:
     for resource, used, alloc, prov in (
             ("cpu", "cpu_cores_used", "allocated_cores", "provisioned_cores"),
             ("memory", "memory_used_bytes", "allocated_bytes", "provisioned_bytes")):
-        ours, static = AllocationTally(), AllocationTally()
+        ours, static = Tally(), Tally()
         for r in vms:
-            ours.add(r.t, r.values[used], r.values[alloc])
-            static.add(r.t, r.values[used], r.values[prov])
-        out[resource] = {"recommended": ours.as_dict(), "static": static.as_dict()}
+            if not r.rows:
+                continue
+            scored_from = float(r.t[0]) + WARMUP_S
+            ours.merge(score(r.t, r.values[used], r.values[alloc], scored_from))
+            static.merge(score(r.t, r.values[used], r.values[prov], scored_from))
+        out[resource] = {"recommended": _allocation(ours), "static": _allocation(static)}
     return out
 
 
 def forecast_accuracy(results: Sequence[SeriesResult]) -> dict[str, dict[str, Any]]:
-    totals: dict[str, dict[float, Tally]] = {}
+    totals: dict[str, dict[float, ForecastTally]] = {}
     for r in results:
         for metric, per_h in r.accuracy.items():
             for h, tally in per_h.items():
-                totals.setdefault(metric, {}).setdefault(h, Tally()).merge(tally)
+                totals.setdefault(metric, {}).setdefault(h, ForecastTally()).merge(tally)
     return {metric: {f"{h:g}": {"n": t.n, "wape": _r(t.wape), "coverage_90": _r(t.coverage_90),
                                 "mean_width_90": _r(t.width_90 / t.n if t.n else math.nan)}
                      for h, t in sorted(per_h.items())}

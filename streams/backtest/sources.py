@@ -33,7 +33,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -261,34 +260,6 @@ def window_rows(timestamps: FloatArray, windows: Sequence[tuple[float, float]]
         if a <= b:
             out.append((a, b))
     return out
-
-
-def read_vm_messages(files: Sequence[Path], vm_number: int, rejected: Counter[str],
-                     limit: int | None = None) -> Iterator[dict[str, Any]]:
-    """A Bitbrains VM's samples as ``vm.metrics`` messages, in time order across its month
-    files (as :func:`streams.traces.read_vm`); unparseable rows are counted, not fatal."""
-    from streams.traces import parse_bitbrains_row
-
-    count = 0
-    last_ts = -math.inf
-    for path in files:
-        with _open_text(path) as fh:
-            next(fh, None)  # header
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    msg = parse_bitbrains_row(line, vm_number)
-                except (TraceError, ValueError):
-                    rejected["unparseable row"] += 1
-                    continue
-                if msg["timestamp"] <= last_ts:
-                    continue  # the month files overlap by a few rows at their seams
-                last_ts = msg["timestamp"]
-                yield msg
-                count += 1
-                if limit is not None and count >= limit:
-                    return
 
 
 def count_lines(path: Path) -> int:

@@ -50,15 +50,20 @@ def _labels(folder: Path) -> Path:
     return path
 
 
-def _bitbrains_slice(folder: Path, bitbrains_dir: Path, vms: int = 2, rows: int = 400) -> Path:
+def _bitbrains_slice(folder: Path, bitbrains_dir: Path, vms: int = 2, rows: int = 400,
+                     plain: bool = False, corrupt: int = 0) -> Path:
+    """The first ``rows`` rows of the first ``vms`` Bitbrains VMs (gzipped, or ``plain``),
+    with ``corrupt`` rows of each cut short."""
     root = folder / "bitbrains"
     for vm in range(1, vms + 1):
         src = bitbrains_dir / "2013-7" / f"{vm}.csv.gz"
         with gzip.open(src, "rt") as fh:
             lines = [next(fh) for _ in range(rows + 1)]
-        dst = root / "2013-7" / f"{vm}.csv.gz"
+        for i in range(corrupt):
+            lines[20 + i] = lines[20 + i][:25] + "\n"
+        dst = root / "2013-7" / (f"{vm}.csv" if plain else f"{vm}.csv.gz")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        with gzip.open(dst, "wt") as fh:
+        with (open(dst, "w") if plain else gzip.open(dst, "wt")) as fh:
             fh.write("".join(lines))
     return root
 
@@ -104,6 +109,19 @@ def test_series_incidents_and_scored_forecasts(tmp_path: Path) -> None:
     first = r.accuracy["disk_write_bytes_per_s"][300.0]
     assert first.n > 2000 and 0.5 < first.coverage_90 <= 1.0
     assert len(r.windows) == 1
+
+
+def test_plain_fleet_files_and_bad_rows_are_counted(tmp_path: Path,
+                                                    bitbrains_dir: Path) -> None:
+    root = _bitbrains_slice(tmp_path, bitbrains_dir, rows=300, plain=True, corrupt=4)
+    settings = Settings.from_env()
+    results, refused = run_fleet(discover([root]).fleets[0], pipeline_config(settings),
+                                 FleetSettings(settings.host_cpu_cores,
+                                               settings.host_memory_bytes,
+                                               settings.host_report_ttl_s))
+    assert not refused
+    assert [(r.name, r.rows, dict(r.rejected)) for r in sorted(results, key=lambda r: r.name)] \
+        == [("vm-001", 296, {"unparseable row": 4}), ("vm-002", 296, {"unparseable row": 4})]
 
 
 def test_fleet_outputs_are_the_agents_outputs(tmp_path: Path, bitbrains_dir: Path) -> None:
