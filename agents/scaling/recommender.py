@@ -6,8 +6,10 @@ pattern, then the cpu and memory :class:`~agents.scaling.rightsizing.RightSizer`
 own forecasters (cpu in cores: ``cpu_pct x vcpus / 100``). When either moves, it publishes one
 :class:`~schemas.records.Recommendation`:
 
-* ``scale_up`` when a resource grows (the other may shrink in the same record), ``scale_down``
-  when only shrinking;
+* ``scale_up`` when the target gives the VM more of a resource than it reports having now
+  (the other may shrink in the same record), ``scale_down`` when only less: the sizers move
+  from their own last target, which the scheduler may not have applied, so the action is
+  judged against the VM's reported vCPUs and memory;
 * ``migrate`` instead of ``scale_up`` when the grown VM no longer fits on its host and another
   host has room for it (:func:`~agents.scaling.placement.choose_target`); when no host has
   room, a ``scale_up`` capped at what the current host can give, saying so;
@@ -108,10 +110,10 @@ class VMRecommender:
             recent=recent_cells(mem_fc, self.cfg.memory_window_s))
         if cpu_change is None and mem_change is None:
             return None
-        up = any(c is not None and c.direction == "up" for c in (cpu_change, mem_change))
-        action: Action = "scale_up" if up else "scale_down"
         sized = _Sized(self.cpu.allocation, max(1, math.ceil(self.cpu.allocation - 1e-9)),
                        round_memory(self.memory.allocation))
+        up = _grows(sized, ev, cpu_change, mem_change)
+        action: Action = "scale_up" if up else "scale_down"
         reasons = [self.patterns.describe()]
         for name, change in (("cpu", cpu_change), ("memory", mem_change)):
             if change is not None:
@@ -162,6 +164,19 @@ class VMRecommender:
         reasons.append("no host has room for the forecast peak: capped at what "
                        f"{home.host_id} can give")
         return "scale_up", capped, None
+
+
+def _grows(sized: _Sized, ev: MetricEvent, cpu_change: Change | None,
+           mem_change: Change | None) -> bool:
+    """Whether the target is a scale-up of what the VM has now (its reported vCPUs and
+    memory): a grown resource makes it one, else a shrunk one makes it a scale-down. Only when
+    both equal the VM's (the fractional core target moved) does the sizers' direction decide.
+    The sizers move from their own last target, which the VM may not have been given."""
+    if sized.vcpus > ev.vcpus or sized.memory_bytes > ev.memory_total_bytes:
+        return True
+    if sized.vcpus < ev.vcpus or sized.memory_bytes < ev.memory_total_bytes:
+        return False
+    return any(c is not None and c.direction == "up" for c in (cpu_change, mem_change))
 
 
 def _forecast_reason(name: str, fc: SeriesForecaster,

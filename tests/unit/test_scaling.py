@@ -97,3 +97,32 @@ def test_pattern_on_a_real_trace_and_state_round_trip(bitbrains_dir: Path) -> No
     clone = pickle.loads(pickle.dumps(d))
     assert clone.pattern == d.pattern and list(clone.cpu_hourly) == list(d.cpu_hourly)
     assert len(pickle.dumps(d)) < 4096
+
+
+def test_actions_are_judged_against_what_the_vm_has(bitbrains_dir: Path) -> None:
+    """The trace's VMs keep their provisioning (no recommendation is applied in a replay):
+    a target with more of something than the VM reports is a scale_up, one with less of
+    something and more of nothing a scale_down."""
+    from agents.forecasting.vm import VMForecaster
+    from agents.scaling.recommender import VMRecommender
+    from agents.scaling.sizing import SizingConfig
+    from schemas.records import MetricEvent
+
+    recs = []
+    for vm, files in list(bitbrains_files(bitbrains_dir).items())[:4]:
+        fc, rec = VMForecaster(), VMRecommender(SizingConfig())
+        for msg in read_vm(files, vm, limit=1500):
+            ev = MetricEvent.from_dict(msg)
+            fc.learn_one(ev)
+            if (r := rec.recommend(ev, fc, hosts=None)) is not None:
+                recs.append(r)
+    assert {r.action for r in recs} == {"scale_up", "scale_down"}
+    for r in recs:
+        more = r.target_vcpus > r.current_vcpus or \
+            r.target_memory_bytes > r.current_memory_bytes
+        less = r.target_vcpus < r.current_vcpus or \
+            r.target_memory_bytes < r.current_memory_bytes
+        if more:
+            assert r.action == "scale_up", r
+        elif less:
+            assert r.action == "scale_down", r
