@@ -352,7 +352,11 @@ async def _tail(settings: Settings, args: argparse.Namespace, out: TextIO) -> No
                                 enable_auto_commit=False,
                                 auto_offset_reset="earliest" if args.from_beginning
                                 else "latest", **settings.kafka_client_options())
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()  # closes what start() opened, so no "unclosed" warning
+        raise
     try:
         await _assign(consumer, topic, args.from_beginning)
         write(palette.paint(header(columns), "bold"))
@@ -423,7 +427,11 @@ note=None))
 async def _publish(settings: Settings, topic: str, key: bytes, value: bytes) -> Any:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
                                 **settings.kafka_client_options())
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
     try:
         return await producer.send_and_wait(topic, value=value, key=key)
     finally:
