@@ -16,6 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from streams.clients import start_client
 from streams.models import (
     MODEL_KIND,
     Catalog,
@@ -62,7 +63,7 @@ async def read_catalog(settings: Settings) -> Catalog:
 async def _producer(settings: Settings) -> AIOKafkaProducer:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
                                 **settings.kafka_client_options())
-    await producer.start()
+    await start_client(producer)
     return producer
 
 

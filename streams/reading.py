@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.clients import start_client
 from streams.settings import Settings
 
 
@@ -35,7 +36,7 @@ async def _consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 **settings.kafka_client_options())
-    await consumer.start()
+    await start_client(consumer)
     try:
         yield consumer
     finally:

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from streams.clients import start_client
 from streams.settings import Settings
 from streams.topics import metrics_topic
 from streams.traces import bitbrains_files, read_fleet
@@ -81,11 +82,7 @@ async def send_messages(settings: Settings, messages: Iterable[dict[str, Any]], 
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
                                 max_batch_size=256 * 1024, acks="all",
                                 **settings.kafka_client_options())
-    try:
-        await producer.start()
-    except BaseException:
-        await producer.stop()
-        raise
+    await start_client(producer)
     stats = ReplayStats()
     topic = settings.topic(metrics_topic.name)
     wall0 = time.monotonic()

@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer
 
 from streams.admin import ensure_topics
 from streams.broker import REPO_ROOT, LocalKafka, free_port
+from streams.clients import start_client
 from streams.live import DEADLETTERED, LAG, PROCESSED, TOPICS, LiveBoard, RateMeter
 from streams.replay import send_messages
 from streams.settings import Settings
@@ -192,7 +193,7 @@ async def _watch(settings: Settings, topics: tuple[str, ...],
     consumer = AIOKafkaConsumer(*names, bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest" if from_start else "latest",
                                 enable_auto_commit=False, **settings.kafka_client_options())
-    await consumer.start()
+    await start_client(consumer)
     try:
         async for record in consumer:
             topic = names[record.topic]

@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.records import Feedback, to_json
 from schemas.validate import incident_vm_id
+from streams.clients import start_client
 from streams.settings import Settings
 
 #: ``novacron tail`` streams and their topics (before the deployment's prefix).
@@ -352,11 +353,7 @@ async def _tail(settings: Settings, args: argparse.Namespace, out: TextIO) -> No
                                 enable_auto_commit=False,
                                 auto_offset_reset="earliest" if args.from_beginning
                                 else "latest", **settings.kafka_client_options())
-    try:
-        await consumer.start()
-    except BaseException:
-        await consumer.stop()  # closes what start() opened, so no "unclosed" warning
-        raise
+    await start_client(consumer)
     try:
         await _assign(consumer, topic, args.from_beginning)
         write(palette.paint(header(columns), "bold"))
@@ -427,11 +424,7 @@ note=None))
 async def _publish(settings: Settings, topic: str, key: bytes, value: bytes) -> Any:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
                                 **settings.kafka_client_options())
-    try:
-        await producer.start()
-    except BaseException:
-        await producer.stop()
-        raise
+    await start_client(producer)
     try:
         return await producer.send_and_wait(topic, value=value, key=key)
     finally:

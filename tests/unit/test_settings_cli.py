@@ -85,6 +85,20 @@ def test_bad_config_gives_one_line_and_exit_2() -> None:
                                    "integer, got 'eight'")
 
 
+@pytest.mark.parametrize("args", [
+    ("tail", "alerts"),
+    ("feedback", "vm-001/cpu_spike/1372636800", "--confirmed"),
+    ("models", "list"),
+    ("replay", "--vms", "1", "--limit", "5", "--no-progress"),
+])
+def test_an_unreachable_broker_is_one_line(args: tuple[str, ...]) -> None:
+    proc = run_cli(*args, env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("novacron: Kafka at 127.0.0.1:1"), \
+        proc.stderr
+
+
 def test_commands_that_need_a_cluster_say_so() -> None:
     proc = run_cli("worker")
     assert proc.returncode == 2

@@ -317,20 +317,3 @@ def test_cli_refuses_bad_arguments_in_one_line(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], err
 
-
-@pytest.mark.parametrize("args", [("tail", "alerts"),
-                                  ("feedback", "vm-001/cpu_spike/1372636800", "--confirmed")])
-def test_an_unreachable_broker_is_one_line(args: tuple[str, ...]) -> None:
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", *args],
-                          cwd=Path(__file__).resolve().parents[2], text=True,
-                          capture_output=True, timeout=60, check=False,
-                          env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
-    assert proc.returncode == 1
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("novacron: Kafka at 127.0.0.1:1"), \
-        proc.stderr
