@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import orjson
+import pytest
 
 from schemas.registry import schema_for
 from streams.settings import Settings
@@ -109,6 +110,13 @@ def test_migration_and_table_routed_views_with_two_workers(
         assert host["headroom"]["memory_bytes"] == 12 * GIB
         assert w.get("/vms/vm-nobody")[0] == 404
         assert w.get("/hosts/host-nowhere")[0] == 404
+        # The status page's drill-down is routed the same way (the board of the owner).
+        status, body = w.get("/status/vms/vm-a2")
+        assert status == 200, body
+        drill = orjson.loads(body)
+        assert len(drill["timestamps"]) == 26  # samples kept as float32: 7 digits
+        assert drill["series"]["memory_used_bytes"][-1] == pytest.approx(9 * GIB, rel=1e-6)
+        assert w.get("/status/vms/vm-nobody")[0] == 404
     # The VMs fall in partitions 0, 2 and 3 of 4 (murmur2), so both workers own some of
     # them, and one of the two answers about vm-a2 (partition 2) above was forwarded.
     owned = [w.counters().get("novacron_events_processed_total", 0.0) for w in workers]
