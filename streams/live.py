@@ -86,6 +86,8 @@ class LiveBoard:
         self._recommendations: deque[tuple[str, list[str]]] = deque(maxlen=rows)
         #: one line shown under the header (e.g. "replay finished")
         self.note = ""
+        #: where to look further (e.g. the worker's status page), shown under the title
+        self.links = ""
 
     def observe(self, topic: str, record: Mapping[str, Any]) -> None:
         """Take one record of ``topic`` (its base name, e.g. ``vm.alerts``); records
@@ -168,6 +170,8 @@ class LiveBoard:
 
         when = format_time(time.time() if now_s is None else now_s)
         lines.append((f"NovaCron live  {when} UTC  (redrawn every 2 s; Ctrl-C stops)", "bold"))
+        if self.links:
+            lines.append((self.links, "dim"))
         if counters:
             lines.append((f"worker: processed {counters.get(PROCESSED, 0):,.0f} events "
                           f"({events_per_s:,.0f}/s) | metrics lag {counters.get(LAG, 0):,.0f}"

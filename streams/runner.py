@@ -257,6 +257,7 @@ class _Screen:
 async def _live(settings: Settings, args: argparse.Namespace, console: Console, port: int,
                 from_start: bool) -> None:
     board = LiveBoard()
+    board.links = f"status page: http://127.0.0.1:{port}/  (per-VM drill-down: /vm/<vm_id>)"
     counts = board.counts
     sent = [0]
 
@@ -330,7 +331,8 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
         log_path = run_dir / "worker.log"
         log_file = open(log_path, "wb")  # noqa: SIM115 - closed below
         worker = spawn_worker(settings, log_file)
-        console.print(f"starting a worker (log: {log_path}, metrics: "
+        console.print(f"starting a worker (log: {log_path}, status page: "
+                      f"http://127.0.0.1:{settings.web_port}/, metrics: "
                       f"http://127.0.0.1:{settings.web_port}/metrics)")
         _wait_ready(worker, settings.web_port, log_path)
         console.print(f"replaying {args.data} at {args.speedup:g}x; alerts and recommendations "

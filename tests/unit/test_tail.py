@@ -254,6 +254,8 @@ def test_board_render_fits_width_and_height_and_shows_counters() -> None:
     assert lines[3] == "replay finished"
     full = "\n".join(render(board, counters={}))
     assert "worker: metrics unavailable" in full and "forecasts 8" in full
+    board.links = "status page: http://127.0.0.1:6066/"
+    assert render(board, counters=counters)[1] == "status page: http://127.0.0.1:6066/"
     colored = render(board, palette=Palette(True))
     assert any(line.startswith("\033[34m") for line in colored)  # migrate rows in blue
 
