@@ -7,6 +7,7 @@ share counters.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -15,6 +16,13 @@ _BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _BYTES_BUCKETS = (1024, 4096, 8192, 16384, 24576, 32768, 49152, 65536, 131072)
 _SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def partition_lag(end_offsets: Mapping[Any, int], read_offsets: Mapping[Any, int]
+                  ) -> dict[Any, int]:
+    """Messages not yet read per topic partition, from Faust's monitor: ``end_offsets`` (the
+    next offset to be written) and ``read_offsets`` (the last offset read)."""
+    return {tp: max(0, end - read_offsets.get(tp, -1) - 1) for tp, end in end_offsets.items()}
 
 
 class WorkerMetrics:
@@ -113,10 +121,8 @@ class WorkerMetrics:
     def set_lag(self, end_offsets: dict[Any, int], read_offsets: dict[Any, int]) -> None:
         """Consumer lag per topic partition from Faust's monitor (``tp_end_offsets``, the
         next offset to be written, and ``tp_read_offsets``, the last offset read)."""
-        for tp, end in end_offsets.items():
-            read = read_offsets.get(tp, -1)
-            self.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
-                max(0, end - read - 1))
+        for tp, lag in partition_lag(end_offsets, read_offsets).items():
+            self.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -43,6 +43,7 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 from schemas.records import METRIC_FIELDS, Alert, Forecast, MetricEvent, Recommendation
+from streams.observability import partition_lag
 
 SEVERITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
 #: recommendation fields the page shows
@@ -173,8 +174,8 @@ def consumer_lag(end_offsets: Mapping[Any, int], read_offsets: Mapping[Any, int]
     {'a': 8}
     """
     lag: dict[str, int] = {}
-    for tp, end in end_offsets.items():
-        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - read_offsets.get(tp, -1) - 1)
+    for tp, n in partition_lag(end_offsets, read_offsets).items():
+        lag[tp.topic] = lag.get(tp.topic, 0) + n
     return lag
 
 
