@@ -3,7 +3,9 @@
 
 Each run is the real command in a subprocess (``python -m streams.cli backtest ... --plots 0``,
 a fresh temporary report folder); its ``metrics.json`` gives the samples and the seconds of the
-pipeline (reading and learning, the plots excluded). Writes
+pipeline (reading and learning, the plots excluded); ``processes`` is the ``--jobs`` given
+(default one per CPU): the NAB series are one job each, a Bitbrains folder is a single job (its
+VMs share hosts), so it runs in one process. Writes
 ``{"nab": {"samples", "seconds", "samples_per_s", "incidents", "nab_standard"}, "bitbrains":
 {...}}`` to ``--out``.
 
