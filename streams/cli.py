@@ -387,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # for reports
         settings = Settings.from_env()
     except UsageError as exc:
         print(str(exc), file=sys.stderr)

@@ -8,7 +8,6 @@ second, or as fast as possible with ``speedup=0``.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -22,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from streams.clients import start_client
 from streams.settings import Settings
 from streams.topics import metrics_topic
-from streams.traces import bitbrains_files, read_fleet
+from streams.traces import bitbrains_files, count_rows, read_fleet
 
 
 @dataclass
@@ -31,18 +30,6 @@ class ReplayStats:
     first_ts: float | None = None
     last_ts: float | None = None
     elapsed_s: float = 0.0
-
-
-def count_rows(data_dir: Path, vms: int | None, per_vm_limit: int | None) -> int:
-    """How many messages a replay of ``data_dir`` will send (for the progress bar)."""
-    total = 0
-    for files in bitbrains_files(data_dir, vms).values():
-        n = 0
-        for path in files:
-            with gzip.open(path, "rb") as fh:
-                n += max(0, sum(1 for _ in fh) - 1)
-        total += min(n, per_vm_limit) if per_vm_limit else n
-    return total
 
 
 class Progress:
@@ -117,7 +104,8 @@ async def replay_bitbrains(settings: Settings, data_dir: Path, *, vms: int | Non
                            ) -> ReplayStats:
     """Replay the Bitbrains traces under ``data_dir`` (see :mod:`streams.traces`)."""
     bitbrains_files(data_dir, vms)  # fail on a wrong folder before connecting to Kafka
-    bar = Progress(count_rows(data_dir, vms, per_vm_limit)) if progress else None
+    bar = Progress(count_rows(bitbrains_files(data_dir, vms), per_vm_limit)) if progress \
+        else None
     stats = await send_messages(
         settings, read_fleet(data_dir, vms, per_vm_limit), speedup=speedup,
         on_sent=(lambda n, ts: bar.update(n, ts)) if bar else None, stop=stop)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import gzip
 import heapq
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,22 @@ def read_vm(files: list[Path], vm_number: int, limit: int | None = None,
                 count += 1
                 if limit is not None and count >= limit:
                     return
+
+
+def count_lines(path: Path) -> int:
+    """Data rows of a file, plain or gzipped (its lines after the header)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        return max(0, sum(1 for _ in fh) - 1)
+
+
+def count_rows(files: Mapping[int, list[Path]], per_vm_limit: int | None = None) -> int:
+    """How many samples the VMs' files hold, at most ``per_vm_limit`` each (progress bars)."""
+    total = 0
+    for paths in files.values():
+        n = sum(count_lines(p) for p in paths)
+        total += min(n, per_vm_limit) if per_vm_limit else n
+    return total
 
 
 def read_fleet(data_dir: Path, vms: int | None = None, per_vm_limit: int | None = None

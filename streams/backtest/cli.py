@@ -22,10 +22,10 @@ from typing import Any
 
 from agents.pipeline import PipelineConfig
 from streams.backtest.engine import FleetSettings, SeriesResult, run_fleet, run_series
-from streams.backtest.sources import Fleet, SeriesFile, Sources, count_lines, discover
+from streams.backtest.sources import Fleet, SeriesFile, Sources, discover
 from streams.replay import Progress
 from streams.settings import Settings
-from streams.traces import TraceError
+from streams.traces import TraceError, count_rows
 
 #: What the pipeline's behaviour depends on, shown in the report.
 REPORTED_SETTINGS = ("alert_threshold", "resolve_after_events", "tumbling_window_s",
@@ -35,15 +35,8 @@ REPORTED_SETTINGS = ("alert_threshold", "resolve_after_events", "tumbling_window
 
 
 def _total_rows(sources: Sources, limit: int | None) -> int:
-    total = 0
-    for s in sources.series:
-        n = count_lines(s.path)
-        total += min(n, limit) if limit else n
-    for fleet in sources.fleets:
-        for files in fleet.files.values():
-            n = sum(count_lines(p) for p in files)
-            total += min(n, limit) if limit else n
-    return total
+    series = {i: [s.path] for i, s in enumerate(sources.series)}  # one "VM" per series
+    return count_rows(series, limit) + sum(count_rows(f.files, limit) for f in sources.fleets)
 
 
 def _series_job(series: SeriesFile, cfg: PipelineConfig, limit: int | None,
@@ -169,9 +162,7 @@ def run_backtest(settings: Settings, args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    command = "novacron backtest " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
-        if len(sys.argv) > 2 and sys.argv[1] == "backtest" else "novacron backtest " + " ".join(
-            shlex.quote(str(p)) for p in args.paths)
+    command = "novacron " + shlex.join(args.argv)
     reported = {name: getattr(settings, name) for name in REPORTED_SETTINGS}
     metrics = report.build_metrics(
         results, refused=refused, skipped=sources.skipped,

@@ -462,7 +462,8 @@ class Corpus:
 # --------------------------------------------------------------------------- files
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def open_text(path: Path) -> io.TextIOBase:
+    """A ``.csv`` or ``.csv.gz`` file as text."""
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")
@@ -470,7 +471,7 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a ``.csv`` or ``.csv.gz`` file."""
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         reader = csv.reader(fh)
         header = next(reader)
         rows = [row for row in reader if row]

@@ -24,8 +24,6 @@ backtest, like the stream, loses nothing silently.
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
 import math
 import re
@@ -36,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streams.backtest.nab_scoring import FloatArray, parse_timestamps
+from streams.backtest.nab_scoring import FloatArray, open_text, parse_timestamps
 from streams.traces import TraceError
 
 #: File-name patterns (lower case, in order) and the metric a NAB-format series is learned as.
@@ -105,14 +103,8 @@ class SeriesData:
     rejected: Counter[str]
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
-
-
 def _header(path: Path) -> str:
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         return fh.readline().strip()
 
 
@@ -207,7 +199,7 @@ def read_series(path: Path, limit: int | None = None) -> SeriesData:
     stamps: list[str] = []
     values: list[float] = []
     rejected: Counter[str] = Counter()
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         reader = csv.reader(fh)
         next(reader, None)
         for row in reader:
@@ -260,10 +252,3 @@ def window_rows(timestamps: FloatArray, windows: Sequence[tuple[float, float]]
         if a <= b:
             out.append((a, b))
     return out
-
-
-def count_lines(path: Path) -> int:
-    """Data rows of a file (lines after the header), for the progress bar."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        return max(0, sum(1 for _ in fh) - 1)
