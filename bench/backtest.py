@@ -6,8 +6,8 @@ a fresh temporary report folder); its ``metrics.json`` gives the samples and the
 pipeline (reading and learning, the plots excluded); ``processes`` is the ``--jobs`` given
 (default one per CPU): the NAB series are one job each, a Bitbrains folder is a single job (its
 VMs share hosts), so it runs in one process. Writes
-``{"nab": {"samples", "seconds", "samples_per_s", "incidents", "nab_standard"}, "bitbrains":
-{...}}`` to ``--out``.
+``{"nab": {"samples", "seconds", "samples_per_s", "incidents", "nab": {"windows",
+"windows_detected", "false_positives", <profile>: score}}, "bitbrains": {...}}`` to ``--out``.
 
 Usage::
 
@@ -43,7 +43,10 @@ def run(path: Path, jobs: int | None) -> dict[str, Any]:
             "samples": m["events"], "seconds": m["seconds"],
             "samples_per_s": round(m["events"] / m["seconds"]),
             "incidents": m["incidents"]["total"],
-            "nab_standard": nab["profiles"]["standard"]["score"] if nab else None,
+            "nab": None if nab is None else {
+                "windows": nab["windows"], "windows_detected": nab["windows_detected"],
+                "false_positives": nab["false_positives"],
+                **{name: p["score"] for name, p in nab["profiles"].items()}},
             "processes": jobs or os.cpu_count()}
 
 
