@@ -51,8 +51,10 @@ class BucketStats:
         delta = x - self.mean
         self.mean += delta / self.count
         self.m2 += delta * (x - self.mean)
-        self.min = min(self.min, x)
-        self.max = max(self.max, x)
+        if x < self.min:  # min(self.min, x), without the call
+            self.min = x
+        if x > self.max:
+            self.max = x
         self.last = x
         dt = t - self.t0
         self.st += dt
@@ -82,15 +84,25 @@ def window_stats(times: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]
 
     ``times`` has shape (n,), ``values`` shape (n, k); each statistic comes back with shape (k,).
     """
-    if len(times) == 0:
+    n = len(times)
+    if n == 0:
         zeros = np.zeros(values.shape[1] if values.ndim == 2 else 0)
         return dict.fromkeys(STATS, zeros)
-    mean = values.mean(axis=0)
-    dt = times - times.mean()
+    # The arithmetic of ndarray.mean, .std, .min and .max, without their Python wrappers
+    # (most of the cost on windows this small): a sum divided by the count; the root of the
+    # mean squared deviation from that mean.
+    mean = _sum(values, axis=0) / n
+    dev = values - mean
+    dt = times - _sum(times) / n
     var_t = float(dt @ dt)
-    slope = (dt @ (values - mean)) / var_t if var_t > 1e-12 else np.zeros_like(mean)
-    return {"mean": mean, "std": values.std(axis=0), "min": values.min(axis=0),
-            "max": values.max(axis=0), "last": values[-1], "slope_per_s": slope}
+    slope = (dt @ dev) / var_t if var_t > 1e-12 else np.zeros_like(mean)
+    std = np.sqrt(_sum(np.square(dev), axis=0) / n)
+    return {"mean": mean, "std": std, "min": np.minimum.reduce(values, axis=0),
+            "max": np.maximum.reduce(values, axis=0), "last": values[-1],
+            "slope_per_s": slope}
+
+
+_sum = np.add.reduce
 
 
 class FeatureExtractor:
@@ -201,13 +213,10 @@ class FeatureExtractor:
         sliding = window_stats(rows[:, 0], rows[:, 1:])
         columns = [sliding[stat].tolist() for stat in STATS]
         tumbling = self._closed or {m: b.result() for m, b in self._bucket.items()}
-        for i, m in enumerate(self.metrics):
+        for m, sliding_row in zip(self.metrics, zip(*columns, strict=True), strict=True):
             sliding_keys, tumbling_keys = _keys(m)
-            for key, column in zip(sliding_keys, columns, strict=True):
-                out[key] = column[i]
-            for key, value in zip(tumbling_keys,
-                                  tumbling.get(m, _ZEROS).values(), strict=True):
-                out[key] = value
+            out.update(zip(sliding_keys, sliding_row, strict=True))
+            out.update(zip(tumbling_keys, tumbling.get(m, _ZEROS).values(), strict=True))
         out["window.sliding.count"] = float(len(rows))
         out.update(calendar_features(timestamp))
         return out

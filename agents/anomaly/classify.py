@@ -44,9 +44,12 @@ def is_flatline(features: Mapping[str, float]) -> bool:
     """True when most metrics have not moved at all over a sliding window of enough samples."""
     if features.get("window.sliding.count", 0.0) < FLATLINE_MIN_SAMPLES:
         return False
-    flat = sum(1 for m in FLATLINE_METRICS
-               if f"{m}.sliding.std" in features and features[f"{m}.sliding.std"] == 0.0)
+    flat = sum(1 for key in _FLATLINE_STD_KEYS if key in features and features[key] == 0.0)
     return flat >= FLATLINE_MIN_METRICS
+
+
+#: The features :func:`is_flatline` reads: each flatline metric's sliding std.
+_FLATLINE_STD_KEYS = tuple(f"{m}.sliding.std" for m in FLATLINE_METRICS)
 
 
 def classify(verdict: Verdict, features: Mapping[str, float]) -> str:

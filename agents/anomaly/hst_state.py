@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 import copy
+import functools
 import random
 from array import array
 from typing import Any, cast
@@ -74,37 +75,69 @@ def unpack(packed: tuple[Any, ...]) -> anomaly.HalfSpaceTrees:
     hst = anomaly.HalfSpaceTrees.__new__(anomaly.HalfSpaceTrees)
     hst.__dict__.update(attrs)
     hst.rng = random.Random(hst.seed)  # never drawn from again: the trees are built
-    hst.trees = [cast(PaddedBranch, _build(hst.height, f, t, lm, rm, names))
-                 for f, t, lm, rm in trees]
-    hst._tree_nodes = [list(t.iter_dfs()) for t in hst.trees]
-    hst.__dict__["_packed_structure"] = (names, [(f, t) for f, t, _, _ in trees])
+    _set_trees(hst, names, trees)
     return hst
 
 
+def _set_trees(hst: anomaly.HalfSpaceTrees, names: list[Any], trees: list[Any]) -> None:
+    """Give ``hst`` the trees of :func:`pack`'s ``names`` and ``trees``."""
+    hst._tree_nodes = [_build(hst.height, f, t, lm, rm, names) for f, t, lm, rm in trees]
+    hst.trees = [cast(PaddedBranch, nodes[0]) for nodes in hst._tree_nodes]
+    hst.__dict__["_packed_structure"] = (names, [(f, t) for f, t, _, _ in trees])
+
+
+@functools.cache
+def _children(height: int) -> tuple[tuple[int, int] | None, ...]:
+    """Per node of a full tree of ``height``, in pre-order: the pre-order indexes of its left
+    and right child, or None for a leaf."""
+    out: list[tuple[int, int] | None] = []
+
+    def visit(depth: int) -> int:
+        i = len(out)
+        out.append(None)
+        if depth < height:
+            left = visit(depth + 1)
+            out[i] = (left, visit(depth + 1))
+        return i
+
+    visit(0)
+    return tuple(out)
+
+
 def _build(height: int, features_b: bytes, thresholds_b: bytes, l_b: bytes, r_b: bytes,
-           names: list[Any]) -> PaddedBranch | PaddedLeaf:
+           names: list[Any]) -> list[PaddedBranch | PaddedLeaf]:
+    """One tree's nodes in pre-order (the root first), as River's ``iter_dfs`` lists them.
+
+    Built from the last node back, so that both children of a branch exist before it. Each
+    node gets the attributes River's constructors give it, set directly: going through their
+    chain of ``__init__`` calls was most of the cost of a new VM (a unit test checks the
+    nodes against River's)."""
     features, thresholds = array("h"), array("d")
     l_mass, r_mass = array("q"), array("q")
     features.frombytes(features_b)
     thresholds.frombytes(thresholds_b)
     l_mass.frombytes(l_b)
     r_mass.frombytes(r_b)
-    node_i, branch_i = 0, 0
+    children = _children(height)
+    nodes: list[Any] = [None] * len(children)
+    b = len(features)  # the branches' splits are in pre-order too: counted down likewise
+    for i in range(len(children) - 1, -1, -1):
+        kids = children[i]
+        node: PaddedBranch | PaddedLeaf
+        if kids is None:  # PaddedLeaf(r_mass=..., l_mass=...)
+            node = _new(PaddedLeaf)
+            node.__dict__ = {"r_mass": r_mass[i], "l_mass": l_mass[i]}
+        else:  # PaddedBranch(left, right, feature, threshold, l_mass, r_mass)
+            b -= 1
+            node = _new(PaddedBranch)
+            node.__dict__ = {"children": (nodes[kids[0]], nodes[kids[1]]),
+                             "feature": names[features[b]], "threshold": thresholds[b],
+                             "l_mass": l_mass[i], "r_mass": r_mass[i]}
+        nodes[i] = node
+    return nodes
 
-    def build(depth: int) -> PaddedBranch | PaddedLeaf:
-        nonlocal node_i, branch_i
-        i = node_i
-        node_i += 1
-        if depth == height:
-            return PaddedLeaf(r_mass=r_mass[i], l_mass=l_mass[i])
-        b = branch_i
-        branch_i += 1
-        left = build(depth + 1)
-        right = build(depth + 1)
-        return PaddedBranch(left=left, right=right, feature=names[features[b]],
-                            threshold=thresholds[b], l_mass=l_mass[i], r_mass=r_mass[i])
 
-    return build(0)
+_new = object.__new__
 
 
 def build_like(hst: anomaly.HalfSpaceTrees, x: dict[str, float]) -> None:
@@ -125,6 +158,5 @@ def build_like(hst: anomaly.HalfSpaceTrees, x: dict[str, float]) -> None:
                 node.l_mass = node.r_mass = 0
         template.counter = 0
         packed = _BUILT[key] = pack(template)
-    built = unpack(packed)
-    hst.trees, hst._tree_nodes = built.trees, built._tree_nodes
-    hst.__dict__["_packed_structure"] = built.__dict__["_packed_structure"]
+    _, _, names, trees = packed
+    _set_trees(hst, names, trees)

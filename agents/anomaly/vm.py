@@ -129,7 +129,8 @@ class VMDetector:
     def _shape(self, values: Mapping[str, float]) -> dict[str, float]:
         out = {}
         for m, det in self.series.items():
-            z = (values.get(m, det.slow.mean) - det.slow.mean) / det.scale()
+            mean = det.slow.mean
+            z = (values.get(m, mean) - mean) / det.scale()
             out[m] = min(max(z, -_CLIP_Z), _CLIP_Z) / (2 * _CLIP_Z) + 0.5
         return out
 
@@ -141,7 +142,6 @@ class VMDetector:
         """Score a sample (a dict of metric values) before learning it."""
         evidence: dict[tuple[str, str], float] = {}
         directions = {}
-        sides: dict[tuple[str, str], float] = {}
         for m, det in self.series.items():
             if m not in values:
                 continue
@@ -149,27 +149,40 @@ class VMDetector:
             directions[m] = det.direction
             for kind, z in det.last_evidence.items():
                 evidence[(m, kind)] = WEIGHTS[kind] * z
-                sides[(m, kind)] = det.directions.get(kind, det.direction)
+        window = self.trees.window_size
         self._rarity_raw = float(self.trees.score_one(self._shape(values))) \
-            if self.n >= self.trees.window_size else 0.0
-        if self.ready and self.n >= 2 * self.trees.window_size:
+            if self.n >= window else 0.0
+        ready = self.ready  # unchanged by scoring: asked once
+        if ready and self.n >= 2 * window:
             evidence[("*", "rarity")] = RARITY_WEIGHT * self.rarity.score_one(self._rarity_raw)
-        if self.ready and len(self.series) >= 2:
+        if ready and len(self.series) >= 2:
             run = self.stuck.k + 1 if self._repeats(values) else 0
             evidence[("*", "stuck")] = STUCK_WEIGHT * self.stuck.z(run)
-        if not evidence or not self.ready:
+        if not evidence or not ready:
             return Verdict(score=0.0, evidence=evidence)
-        (metric, kind), best = max(evidence.items(), key=lambda kv: kv[1])
+        metric, kind = max(evidence, key=evidence.__getitem__)  # the first of the strongest
+        best = evidence[(metric, kind)]
         if metric == "*":  # joint shape or stuck agent: name the metric furthest from baseline
-            metric = max(directions, key=lambda m: abs(self._shape(values)[m] - 0.5))
-        direction = sides.get((metric, kind), directions.get(metric, 0.0))
+            shape = self._shape(values)
+            metric = max(directions, key=lambda m: abs(shape[m] - 0.5))
+        if metric in directions and kind in self.series[metric].last_evidence:
+            # the side this metric's evidence of this kind points to
+            det = self.series[metric]
+            direction = det.directions.get(kind, det.direction)
+        else:
+            direction = directions.get(metric, 0.0)
         return Verdict(score=squash(best), metric=metric, kind=kind, direction=direction,
                        evidence=evidence)
 
     def _repeats(self, values: Mapping[str, float]) -> bool:
         """True when every watched metric (two at least) repeats its last value exactly."""
-        seen = [m for m in self.series if m in values]
-        return len(seen) >= 2 and all(values[m] == self.series[m].last for m in seen)
+        seen = 0
+        for m, det in self.series.items():
+            if m in values:
+                if values[m] != det.last:
+                    return False
+                seen += 1
+        return seen >= 2
 
     def learn_one(self, timestamp: float, values: Mapping[str, float]) -> None:
         """Learn a sample (after :meth:`score_one` on it)."""
@@ -178,7 +191,8 @@ class VMDetector:
         if len(self.series) >= 2:
             self.stuck.learn_one(self._repeats(values))
         shape = self._shape(values)
-        hst_state.build_like(self.trees, shape)
+        if not self.trees.trees:
+            hst_state.build_like(self.trees, shape)
         self.trees.learn_one(shape)
         for m, det in self.series.items():
             if m in values:

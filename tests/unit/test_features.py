@@ -91,3 +91,24 @@ def test_the_window_array_follows_the_window_through_caps_gaps_and_pickling() ->
             for i, m in enumerate(METRIC_FIELDS):
                 for stat in STATS:
                     assert got[f"{m}.sliding.{stat}"] == float(expected[stat][i])
+
+
+def test_window_stats_are_numpys_bit_for_bit() -> None:
+    """window_stats calls numpy's reductions directly, not through ndarray.mean/std/min/max:
+    the results must be the very same floats, on the sliding window's strided views too."""
+    rng = np.random.default_rng(11)
+    for n in (1, 2, 3, 7, 90, 129, 360):
+        buf = np.empty((720, len(METRIC_FIELDS) + 1))
+        rows = buf[5:5 + n]
+        rows[:, 0] = 1.7e9 + 10.0 * np.arange(n) + rng.uniform(0, 2, n)
+        rows[:, 1:] = rng.standard_gamma(2.0, (n, len(METRIC_FIELDS))) * [1e2, 8e9, 1e7, 5e6,
+                                                                          1e8, 3e7]
+        times, values = rows[:, 0], rows[:, 1:]
+        got = window_stats(times, values)
+        dt = times - times.mean()
+        expected = {"mean": values.mean(axis=0), "std": values.std(axis=0),
+                    "min": values.min(axis=0), "max": values.max(axis=0),
+                    "slope_per_s": (dt @ (values - values.mean(axis=0))) / float(dt @ dt)
+                    if n > 1 else np.zeros(len(METRIC_FIELDS))}
+        for stat, want in expected.items():
+            assert got[stat].tobytes() == want.tobytes(), (n, stat)

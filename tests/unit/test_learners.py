@@ -178,3 +178,75 @@ def test_trees_copied_for_a_new_detector_are_the_ones_river_draws() -> None:
             [(type(n), getattr(n, "feature", None), getattr(n, "threshold", None),
               n.l_mass, n.r_mass) for t in native.trees for n in t.iter_dfs()]
         assert copied.counter == native.counter
+
+
+def test_trees_built_from_arrays_are_rivers_node_for_node() -> None:
+    """hst_state builds the nodes without River's constructors: same classes, same attributes
+    (in the same order), the same tree shape, and ``_tree_nodes`` in River's pre-order."""
+    from river import anomaly
+
+    from agents.anomaly import hst_state
+
+    def described(hst: anomaly.HalfSpaceTrees) -> list[list[tuple[object, ...]]]:
+        out = []
+        for tree, nodes in zip(hst.trees, hst._tree_nodes, strict=True):
+            assert nodes == list(tree.iter_dfs())
+            index = {id(n): i for i, n in enumerate(nodes)}
+            out.append([(type(n), [(k, [index[id(c)] for c in v] if k == "children" else v)
+                                   for k, v in vars(n).items()]) for n in nodes])
+        return out
+
+    x = {m: 0.3 + 0.05 * i for i, m in enumerate(METRIC_FIELDS)}
+    native = anomaly.HalfSpaceTrees(n_trees=3, height=6, window_size=100, seed=7)
+    for i in range(250):  # learned past a window: both masses set
+        native.learn_one({m: (i * (j + 3) % 17) / 17 for j, m in enumerate(x)})
+    assert described(hst_state.unpack(hst_state.pack(native))) == described(native)
+    fresh = anomaly.HalfSpaceTrees(n_trees=3, height=6, window_size=100, seed=42)
+    hst_state.build_like(fresh, x)
+    drawn = anomaly.HalfSpaceTrees(n_trees=3, height=6, window_size=100, seed=42)
+    drawn.learn_one(x)
+    for nodes in drawn._tree_nodes:
+        for node in nodes:
+            node.l_mass = node.r_mass = 0
+    assert described(fresh) == described(drawn)
+
+
+def test_detector_pickled_in_the_former_format_still_loads(vm1_events: list[MetricEvent]
+                                                          ) -> None:
+    """EWStats and Likelihood pickle as constructor calls now, and a SeriesDetector with them
+    as tuples; states written before (EWStats and Likelihood through __getstate__ tuples,
+    SeriesDetector as its __dict__ of objects) still load and continue identically."""
+    import copyreg
+    import io
+
+    from agents.anomaly.series import SeriesDetector
+    from agents.anomaly.stats import EWStats, Likelihood
+
+    class FormerPickler(pickle.Pickler):
+        def reducer_override(self, obj: object) -> object:
+            # as object.__reduce_ex__ did, with the former __getstate__ (or none)
+            if isinstance(obj, EWStats):
+                return (copyreg.__newobj__, (EWStats,), (obj.alpha, obj.n, obj.mean, obj.var))
+            if isinstance(obj, Likelihood):
+                return (copyreg.__newobj__, (Likelihood,),
+                        (obj.short, obj.long, obj.warmup, obj.min_std))
+            if isinstance(obj, SeriesDetector):
+                return (copyreg.__newobj__, (SeriesDetector,), dict(obj.__dict__))
+            return NotImplemented
+
+    samples = metrics_of(vm1_events)
+    det = VMDetector(seed=3)
+    run(det, samples[:300])
+    buf = io.BytesIO()
+    FormerPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(det)
+    assert b"_ewstats" not in buf.getvalue() and b"_tuples" not in buf.getvalue()
+    former, now = pickle.loads(buf.getvalue()), pickle.loads(pickle.dumps(det))
+    assert b"_tuples" in pickle.dumps(det)
+    for loaded in (former, now):
+        for m, series in loaded.series.items():
+            assert vars(series).keys() == vars(det.series[m]).keys()
+            assert type(series.slow) is EWStats and type(series.likelihoods["shift"]) is Likelihood
+            assert series.slow.as_tuple() == det.series[m].slow.as_tuple()
+    expected = run(det, samples[300:])
+    assert run(former, samples[300:]) == expected
+    assert run(now, samples[300:]) == expected
