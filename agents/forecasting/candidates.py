@@ -17,8 +17,9 @@ that has erred least lately.
 from __future__ import annotations
 
 from array import array
-from statistics import median
-from typing import Literal
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 from river import time_series
@@ -71,7 +72,15 @@ class Ring:
 
 def median_of_last(ring: Ring, n: int) -> float:
     """Median of the last ``n`` values (fewer while the ring fills)."""
-    return float(median(ring.values[-n:])) if len(ring) else 0.0
+    return _median_of_sorted(sorted(ring.values[-n:])) if len(ring) else 0.0
+
+
+def _median_of_sorted(s: list[float]) -> float:
+    """:func:`statistics.median` of values already sorted (at least one), bit for bit: the
+    middle one, or the mean ``(a + b) / 2`` of the middle two."""
+    n = len(s)
+    i = n // 2
+    return s[i] if n % 2 else (s[i - 1] + s[i]) / 2
 
 
 class DailyProfile:
@@ -92,12 +101,13 @@ class DailyProfile:
         return int((timestamp % _DAY_S) / _DAY_S * self.slots)
 
     def learn_one(self, timestamp: float, y: float) -> None:
-        i = self._slot(timestamp)
-        old = self.levels[i]
-        self.levels[i] = y if old != old else old + self.alpha * (y - old)
+        i = int((timestamp % _DAY_S) / _DAY_S * self.slots)  # self._slot(timestamp), inlined
+        levels = self.levels
+        old = levels[i]
+        levels[i] = y if old != old else old + self.alpha * (y - old)
 
     def at(self, timestamp: float, default: float) -> float:
-        v = self.levels[self._slot(timestamp)]
+        v = self.levels[int((timestamp % _DAY_S) / _DAY_S * self.slots)]  # self._slot(...)
         return default if v != v else v
 
     def __getstate__(self) -> tuple[int, float, bytes]:
@@ -142,7 +152,7 @@ class PeriodicNaive:
 
     def learn_one(self, timestamp: float, y: float) -> None:
         cell = int(timestamp // self.cell_s)
-        if cell == self.last_cell and len(self.ring):
+        if cell == self.last_cell and self.ring.values:
             self.ring.values[-1] = y
             return
         gap = min(cell - self.last_cell, self.cells) if self.last_cell >= 0 else 1
@@ -169,7 +179,7 @@ class PeriodicNaive:
         return np.correlate(x, x, mode="full")[n:n + n // 3] / denom
 
     def _estimate(self, values: np.ndarray) -> int:
-        acf = self._autocorrelation(values)
+        acf = self._autocorrelation(values).tolist()  # plain floats: faster to compare
         # A period is a local maximum of the autocorrelation above the bar (lag >= 2).
         best, best_acf = 0, self.min_acf
         for lag in range(2, len(acf)):
@@ -185,9 +195,10 @@ class PeriodicNaive:
             return float("nan")
         ahead = int((timestamp + horizon_s) // self.cell_s) - self.last_cell
         k0 = max(1, -(-ahead // p))
-        past = [self.ring.values[n - 1 + ahead - k * p] for k in range(k0, k0 + 3)
-                if 0 <= n - 1 + ahead - k * p < n]
-        return float(median(past)) if past else float("nan")
+        values = self.ring.values
+        i = n - 1 + ahead - k0 * p  # one period before the target, then two, then three
+        past = sorted([values[j] for j in (i, i - p, i - 2 * p) if 0 <= j < n])
+        return _median_of_sorted(past) if past else float("nan")
 
     def __getstate__(self) -> tuple[object, ...]:
         return (self.cell_s, self.cells, self.every, self.min_acf, self.ring, self.last_cell,
@@ -257,10 +268,32 @@ class HourlyHoltWinters:
         return self.path[ahead] if 0 <= ahead < len(self.path) else float("nan")
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (self.model, self.hour, self.total, self.count, self.path)
+        # River's model as its parameters and plain lists of its components' values: much
+        # cheaper to pickle than the model's objects (a deque subclass per component).
+        m = self.model
+        return (self.hour, self.total, self.count, self.path, m.alpha, m.beta, m.gamma,
+                list(m.level), _values(m.trend), _values(m.season), m._first_values,
+                m._initialized)
 
-    def __setstate__(self, s: tuple[object, ...]) -> None:
-        self.model, self.hour, self.total, self.count, self.path = s  # type: ignore[assignment]
+    def __setstate__(self, s: tuple[Any, ...]) -> None:
+        if len(s) == 5:  # pickled by an older version: River's model itself first
+            self.model, self.hour, self.total, self.count, self.path = s
+            return
+        (self.hour, self.total, self.count, self.path, alpha, beta, gamma, level, trend, season,
+         first_values, initialized) = s
+        self.model = m = time_series.HoltWinters(alpha=alpha, beta=beta, gamma=gamma,
+                                                 seasonality=24)
+        m.level.extend(level)
+        if m.trend is not None:
+            m.trend.extend(trend)
+        if m.season is not None:
+            m.season.extend(season)
+        m._first_values = first_values
+        m._initialized = initialized
+
+
+def _values(component: deque[float] | None) -> list[float] | None:
+    return None if component is None else list(component)
 
 
 class CandidateSet:
@@ -274,10 +307,29 @@ class CandidateSet:
         self.holt_winters = HourlyHoltWinters()
         self.n = 0
 
+    def __getstate__(self) -> tuple[object, ...]:
+        # A tuple is cheaper to pickle than the instance's dict.
+        return (self.ring, self.ewma.tobytes(), self.profile, self.periodic, self.holt_winters,
+                self.n)
+
+    def __setstate__(self, s: tuple[Any, ...] | dict[str, Any]) -> None:
+        if isinstance(s, dict):  # pickled by an older version: the instance's dict
+            self.__dict__.update(s)
+            return
+        self.ring, ewma, self.profile, self.periodic, self.holt_winters, self.n = s
+        self.ewma = array("d")
+        self.ewma.frombytes(ewma)
+
     def learn_one(self, timestamp: float, y: float) -> None:
         self.ring.append(y)
-        for i, a in enumerate(EWMA_ALPHAS):
-            self.ewma[i] = y if self.n == 0 else self.ewma[i] + a * (y - self.ewma[i])
+        ewma = self.ewma
+        if self.n:
+            for i, a in enumerate(EWMA_ALPHAS):
+                e = ewma[i]
+                ewma[i] = e + a * (y - e)
+        else:
+            for i in range(len(EWMA_ALPHAS)):
+                ewma[i] = y
         self.profile.learn_one(timestamp, y)
         self.periodic.learn_one(timestamp, y)
         self.holt_winters.learn_one(timestamp, y)
@@ -286,16 +338,31 @@ class CandidateSet:
     def flat(self) -> list[float]:
         """The flat candidates' forecasts (the first :data:`N_FLAT`), in :data:`CANDIDATES`
         order."""
-        last = self.ring.values[-1] if self.n else 0.0
-        return [last, *self.ewma, *(median_of_last(self.ring, n) for n in MEDIAN_LENGTHS),
-                *(v if v == v else last for v in self.periodic.long_medians)]
+        values = self.ring.values
+        last = values[-1] if self.n else 0.0
+        out = [last, *self.ewma]
+        if values:
+            recent = values.tolist()  # as Python floats once, not once per length
+            for n in MEDIAN_LENGTHS:  # median_of_last(self.ring, n), inlined
+                s = recent[-n:]
+                s.sort()
+                m = len(s)
+                i = m // 2
+                out.append(s[i] if m % 2 else (s[i - 1] + s[i]) / 2)
+        else:
+            out += [0.0] * len(MEDIAN_LENGTHS)
+        out += [v if v == v else last for v in self.periodic.long_medians]
+        return out
 
-    def forecast(self, timestamp: float, horizons_s: list[float]) -> list[list[float]]:
+    def forecast(self, timestamp: float, horizons_s: Sequence[float]) -> list[list[float]]:
         """Per horizon, every candidate's forecast in :data:`CANDIDATES` order."""
         flat = self.flat()
+        last = flat[0]
+        periodic, holt_winters, profile = self.periodic, self.holt_winters, self.profile
         out = []
         for h in horizons_s:
-            timed = (self.periodic.at(timestamp, h), self.holt_winters.at(timestamp, h))
-            out.append([*flat, self.profile.at(timestamp + h, flat[0]),
-                        *(flat[0] if v != v else max(0.0, v) for v in timed)])
+            p, hw = periodic.at(timestamp, h), holt_winters.at(timestamp, h)
+            out.append([*flat, profile.at(timestamp + h, last),
+                        last if p != p else (p if p > 0.0 else 0.0),  # max(0.0, p)
+                        last if hw != hw else (hw if hw > 0.0 else 0.0)])
         return out

@@ -24,10 +24,11 @@ True
 
 from __future__ import annotations
 
-import math
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from math import exp
+from operator import mul
 
 from river import drift
 
@@ -44,6 +45,20 @@ _SCALE_HALFLIFE = 48.0  # scored forecasts
 _COMBO_RATE = 0.05  # exponentiated-gradient step, per scored forecast
 _WIDEN_RATE = 0.01  # adaptive conformal step on the log width, per scored forecast
 Band = tuple[float, float, float, float]
+
+_K = len(MODELS)
+_DEFAULT = CANDIDATES.index("median_6")  # chosen until a horizon has been scored a few times
+_K_C = len(CANDIDATES)
+_N_Q = len(QUANTILES)
+#: Per horizon, a pending row holds the timed candidates', the combination's and the chosen
+#: forecasts after the flat candidates' (see ``SeriesForecaster.pending``).
+_TIMED = _K - N_FLAT + 1
+#: What a pickled :class:`SeriesForecaster` holds, in order: these attributes as they are ...
+_STATE = ("horizons_s", "grid_s", "candidates", "pending", "last_grid", "drift", "drifts_total",
+          "drift_detected", "scored_now", "_now", "_decay", "_scale_decay")
+#: ... then these arrays' bytes (name, typecode).
+_ARRAYS = (("errors", "f"), ("weights", "f"), ("scored", "d"), ("quantiles", "d"),
+           ("scale", "d"), ("widen", "d"))
 
 
 class Pending:
@@ -124,31 +139,40 @@ class SeriesForecaster:
 
     def _reset_memo(self) -> None:
         # What learning has not changed since it was computed (never stored): the model
-        # chosen per horizon, and the forecasts of every horizon as of the newest sample.
+        # chosen per horizon (once asked for), and the forecasts of every horizon from the
+        # last timestamp forecast from since the newest sample: (timestamp, forecasts).
         self._chosen: list[int] | None = None
         self._latest: tuple[float, list[tuple[float, Band]]] | None = None
 
-    def __getstate__(self) -> dict[str, object]:
-        state = dict(self.__dict__)
-        state.pop("_chosen", None)
-        state.pop("_latest", None)
-        return state
+    def __getstate__(self) -> tuple[object, ...]:
+        """A flat tuple, cheaper to pickle than the instance's dict: the attributes of
+        ``_STATE``, then the bytes of each array of ``_ARRAYS`` (the memo is not stored)."""
+        d = self.__dict__
+        return (*[d[name] for name in _STATE], *[d[name].tobytes() for name, _ in _ARRAYS])
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
+    def __setstate__(self, state: tuple[object, ...] | dict[str, object]) -> None:
+        d = self.__dict__
+        if isinstance(state, dict):  # pickled by an older version: the instance's dict
+            d.update(state)
+        else:
+            d.update(zip(_STATE, state, strict=False))  # the arrays follow
+            for (name, typecode), raw in zip(_ARRAYS, state[len(_STATE):], strict=True):
+                values = array(typecode)
+                values.frombytes(raw)  # type: ignore[arg-type]
+                d[name] = values
         self._reset_memo()
 
     # -- selection -------------------------------------------------------------------------
     def chosen(self, h: int) -> int:
         """Index in :data:`MODELS` of the model used at horizon index ``h``."""
-        if self._chosen is None:
-            k = len(MODELS)
-            default = CANDIDATES.index("median_6")
-            self._chosen = [
-                default if self.scored[i] < 3
-                else min(range(k), key=self.errors[i * k:(i + 1) * k].__getitem__)
-                for i in range(len(self.horizons_s))]
-        return self._chosen[h]
+        chosen = self._chosen
+        if chosen is None:
+            self._chosen = chosen = [-1] * len(self.horizons_s)  # -1: not chosen yet
+        c = chosen[h]
+        if c < 0:
+            c = chosen[h] = (_DEFAULT if self.scored[h] < 3 else
+                             min(range(_K), key=self.errors[h * _K:(h + 1) * _K].__getitem__))
+        return c
 
     def chosen_name(self, h: int = 0) -> str:
         return MODELS[self.chosen(h)]
@@ -160,36 +184,51 @@ class SeriesForecaster:
 
         ``horizons_s`` must be among the forecaster's horizons (default: all of them).
         """
-        wanted = self.horizons_s if horizons_s is None else tuple(float(h) for h in horizons_s)
-        if self._latest is not None and self._latest[0] == timestamp:
-            latest = self._latest[1]
-            return [latest[self.horizons_s.index(h_s)] for h_s in wanted]
-        paths = self.candidates.forecast(timestamp, list(wanted))
-        out = []
-        for h_s, per_candidate in zip(wanted, paths, strict=True):
-            h = self.horizons_s.index(h_s)
-            point = self._models(h, per_candidate)[self.chosen(h)]
-            out.append(self._with_band(h, point))
-        return out
+        latest = self._latest
+        if latest is None or latest[0] != timestamp:
+            # Every horizon at once (each is computed on its own, so a subset is the same),
+            # remembered until the next sample is learned.
+            paths = self.candidates.forecast(timestamp, self.horizons_s)
+            latest = (timestamp, [self._with_band(h, self._point(h, per_candidate))
+                                  for h, per_candidate in enumerate(paths)])
+            self._latest = latest
+        if horizons_s is None:
+            return list(latest[1])
+        index = self.horizons_s.index
+        return [latest[1][index(float(h_s))] for h_s in horizons_s]
 
-    def _models(self, h: int, per_candidate: list[float]) -> list[float]:
-        """Every model's forecast at horizon index ``h``: the candidates', then the combo's."""
-        k = len(CANDIDATES)
-        w = self.weights[h * k:(h + 1) * k]
-        return [*per_candidate, sum(wi * f for wi, f in zip(w, per_candidate, strict=True))]
+    def _point(self, h: int, per_candidate: list[float]) -> float:
+        """The chosen model's forecast at horizon index ``h``."""
+        c = self.chosen(h)
+        return per_candidate[c] if c < _K_C else self._combo(h, per_candidate)
+
+    def _combo(self, h: int, per_candidate: list[float]) -> float:
+        """The combination's forecast at horizon index ``h``: the candidates' weighted sum."""
+        return sum(map(mul, self.weights[h * _K_C:(h + 1) * _K_C], per_candidate))
 
     def _with_band(self, h: int, point: float) -> tuple[float, Band]:
         """The point and its intervals, never below 0. When the residuals have been lopsided
         enough that the point falls outside its own 80 % interval, the point moves to the
         interval's nearer edge (a bias correction) rather than the interval stretching."""
+        # Written with conditionals instead of min() / max() (this runs for every forecast);
+        # each is exactly the builtin's: max(x, y) is ``y if y > x else x`` and min(x, y) is
+        # ``y if y < x else x``.
         scale = self.scale[h]
-        s80, s90 = scale * math.exp(self.widen[2 * h]), scale * math.exp(self.widen[2 * h + 1])
-        q = self.quantiles[h * len(QUANTILES):(h + 1) * len(QUANTILES)]
-        a, b = max(0.0, point + s80 * q[0]), max(0.0, point + s80 * q[1])
-        lo80, hi80 = min(a, b), max(a, b)  # the two quantiles may cross while they settle
-        lo90 = max(0.0, min(point + s90 * q[2], lo80))
-        hi90 = max(point + s90 * q[3], hi80)
-        return min(max(point, lo80), hi80), (lo80, hi80, lo90, hi90)
+        s80, s90 = scale * exp(self.widen[2 * h]), scale * exp(self.widen[2 * h + 1])
+        q = self.quantiles
+        i = h * _N_Q
+        a, b = point + s80 * q[i], point + s80 * q[i + 1]
+        a = a if a > 0.0 else 0.0
+        b = b if b > 0.0 else 0.0
+        lo80 = b if b < a else a  # the two quantiles may cross while they settle
+        hi80 = b if b > a else a
+        lo90 = point + s90 * q[i + 2]
+        lo90 = lo80 if lo80 < lo90 else lo90
+        lo90 = lo90 if lo90 > 0.0 else 0.0
+        hi90 = point + s90 * q[i + 3]
+        hi90 = hi80 if hi80 > hi90 else hi90
+        point = lo80 if lo80 > point else point
+        return (hi80 if hi80 < point else point), (lo80, hi80, lo90, hi90)
 
     def forecast(self, horizon: int) -> list[float]:
         """River's verb: point forecasts at each configured horizon (``horizon`` of them)."""
@@ -202,60 +241,74 @@ class SeriesForecaster:
         self._now = timestamp
         self.drift_detected = False
         self.scored_now = None
-        self._reset_memo()
+        self._chosen = self._latest = None  # self._reset_memo(), inlined
         self._score(timestamp, y)
         self.candidates.learn_one(timestamp, y)
         if timestamp - self.last_grid >= self.grid_s:
             self.last_grid = timestamp
-            paths = self.candidates.forecast(timestamp, list(self.horizons_s))
+            paths = self.candidates.forecast(timestamp, self.horizons_s)
             packed = paths[0][:N_FLAT]  # the flat candidates
             latest = []
             for h, per_candidate in enumerate(paths):
-                models = self._models(h, per_candidate)
-                point = models[self.chosen(h)]
-                packed.extend((*models[N_FLAT:], point))
+                combo = self._combo(h, per_candidate)
+                c = self.chosen(h)
+                point = per_candidate[c] if c < _K_C else combo
+                packed += per_candidate[N_FLAT:]
+                packed.append(combo)
+                packed.append(point)
                 latest.append(self._with_band(h, point))
-            self.pending.append(timestamp, packed)
+            pending = self.pending
+            pending.append(timestamp, packed)
             self._latest = (timestamp, latest)
-            while self.pending and timestamp - self.pending.made_at[0] > max(self.horizons_s) + \
-                    self.grid_s:
-                self.pending.popleft()
+            kept_s = max(self.horizons_s) + self.grid_s
+            while pending and timestamp - pending.made_at[0] > kept_s:
+                pending.popleft()
 
     def _score(self, timestamp: float, y: float) -> None:
-        k = len(MODELS)
+        horizons_s = self.horizons_s
         tolerance = self.grid_s / 2.0
         pending = self.pending
         made = pending.made_at
         # Rows are in time order: those due at horizon h were made about h before now. Each
-        # row found near there (a second of slack against rounding) is checked exactly.
-        due = sorted({(idx, h) for h, h_s in enumerate(self.horizons_s)
-                      for idx in range(bisect_left(made, timestamp - h_s - tolerance - 1.0),
-                                       bisect_right(made, timestamp - h_s + tolerance + 1.0))})
+        # row found near there (a second of slack against rounding) and not yet scored at h
+        # is checked exactly.
+        due = []
+        for h, h_s in enumerate(horizons_s):
+            bit = 1 << h
+            for idx in range(bisect_left(made, timestamp - h_s - tolerance - 1.0),
+                             bisect_right(made, timestamp - h_s + tolerance + 1.0)):
+                if not pending.mask[idx] & bit:
+                    due.append((idx, h))
+        if not due:
+            return
+        due.sort()  # by row, then horizon (no pair twice: one range per horizon)
+        errors = self.errors
+        d = self._decay
+        fresh = 1 - d
         for idx, h in due:
-            made_at, mask = made[idx], pending.mask[idx]
-            if made_at + self.horizons_s[0] - timestamp > tolerance:
+            made_at = made[idx]
+            if made_at + horizons_s[0] - timestamp > tolerance:
                 break  # later rows are not due either
-            h_s = self.horizons_s[h]
-            if mask & (1 << h) or abs(made_at + h_s - timestamp) > tolerance:
+            if abs(made_at + horizons_s[h] - timestamp) > tolerance:
                 continue
-            paths = pending.row(idx)
-            mask |= 1 << h
-            # this horizon's timed candidates', the combination's and the chosen forecasts
-            at = N_FLAT + (k - N_FLAT + 1) * h
-            forecasts = [*paths[:N_FLAT], *paths[at:at + k - N_FLAT + 1]]
-            d, fresh = self._decay, 1 - self._decay
-            base = h * k
-            self.errors[base:base + k] = array("f", [
-                d * e + fresh * abs(y - f)
-                for e, f in zip(self.errors[base:base + k], forecasts, strict=False)])
+            # the flat candidates', then this horizon's timed candidates', the combination's
+            # and the chosen forecasts
+            row = idx * pending.width
+            at = row + N_FLAT + _TIMED * h
+            forecasts = pending.values[row:row + N_FLAT].tolist()
+            forecasts += pending.values[at:at + _TIMED].tolist()
+            base = h * _K
+            for j in range(_K):
+                errors[base + j] = d * errors[base + j] + fresh * abs(y - forecasts[j])
             self.scored[h] = d * self.scored[h] + 1.0
-            self._update_weights(h, forecasts[:k - 1], forecasts[k - 1], y)
-            self._update_widths(h, forecasts[k], y)
-            self._update_quantiles(h, y - forecasts[k])
+            chosen = forecasts[_K]
+            self._update_weights(h, forecasts[:_K_C], forecasts[_K_C], y)
+            self._update_widths(h, chosen, y)
+            self._update_quantiles(h, y - chosen)
             if h == 0:
-                self._watch_drift(abs(y - forecasts[k]))
-                self.scored_now = (abs(y - forecasts[k]), abs(y))
-            pending.mask[idx] = mask
+                self._watch_drift(abs(y - chosen))
+                self.scored_now = (abs(y - chosen), abs(y))
+            pending.mask[idx] |= 1 << h  # scored at this horizon
 
     def _update_weights(self, h: int, candidates: Sequence[float], combo: float,
                         y: float) -> None:
@@ -264,15 +317,19 @@ class SeriesForecaster:
         scale = self.scale[h]
         if not scale or combo == y:
             return
-        k = len(CANDIDATES)
         sign = 1.0 if combo > y else -1.0
-        base = h * k
-        exp = math.exp
-        stepped = array("f", [  # single precision, as stored, before they are added up
-            wi * exp(-_COMBO_RATE * max(-3.0, min(3.0, sign * (f - combo) / scale)))
-            for wi, f in zip(self.weights[base:base + k], candidates, strict=True)])
+        base = h * _K_C
+        weights = self.weights
+        stepped = array("f")  # single precision, as stored, before they are added up
+        for wi, f in zip(weights[base:base + _K_C], candidates, strict=True):
+            z = sign * (f - combo) / scale
+            z = z if z < 3.0 else 3.0  # min(3.0, z)
+            z = z if z > -3.0 else -3.0  # max(-3.0, z)
+            stepped.append(wi * exp(-_COMBO_RATE * z))
         total = sum(stepped)
-        self.weights[base:base + k] = array("f", [max(wi / total, 1e-4) for wi in stepped])
+        for j, wi in enumerate(stepped):
+            w = wi / total
+            weights[base + j] = 1e-4 if w < 1e-4 else w  # max(w, 1e-4)
 
     def _update_widths(self, h: int, point: float, y: float) -> None:
         """Adaptive conformal inference (Gibbs & Candes, 2021) on each interval's width: wider
@@ -284,11 +341,14 @@ class SeriesForecaster:
         if not self.scale[h]:
             return
         _, (lo80, hi80, lo90, hi90) = self._with_band(h, point)
-        for j, (lo, hi, miss_rate) in enumerate(((lo80, hi80, 0.2), (lo90, hi90, 0.1))):
+        widen = self.widen
+        i = 2 * h
+        for lo, hi, miss_rate in ((lo80, hi80, 0.2), (lo90, hi90, 0.1)):
             missed = 0.0 if lo <= y <= hi else 1.0
-            i = 2 * h + j
-            self.widen[i] = max(-3.0, min(3.0, self.widen[i] + _WIDEN_RATE * (missed - miss_rate)
-                                          / miss_rate))
+            w = widen[i] + _WIDEN_RATE * (missed - miss_rate) / miss_rate
+            w = w if w < 3.0 else 3.0  # min(3.0, w)
+            widen[i] = w if w > -3.0 else -3.0  # max(-3.0, w)
+            i += 1
 
     def _update_quantiles(self, h: int, residual: float) -> None:
         """Quantiles of the residual in units of its recent size (locally weighted conformal):
@@ -296,10 +356,12 @@ class SeriesForecaster:
         scale = self.scale[h]
         if scale > 0:
             z = residual / scale
-            base = h * len(QUANTILES)
-            for j, tau in enumerate(QUANTILES):
-                q = self.quantiles[base + j]
-                self.quantiles[base + j] = q + _QUANTILE_RATE * (tau - (1.0 if z < q else 0.0))
+            quantiles = self.quantiles
+            j = h * _N_Q
+            for tau in QUANTILES:
+                q = quantiles[j]
+                quantiles[j] = q + _QUANTILE_RATE * (tau - (1.0 if z < q else 0.0))
+                j += 1
         d = self._scale_decay
         self.scale[h] = d * scale + (1 - d) * abs(residual) if scale else abs(residual)
 

@@ -26,6 +26,7 @@ order.
 from __future__ import annotations
 
 from array import array
+from operator import attrgetter
 from typing import Literal
 
 import numpy as np
@@ -135,8 +136,12 @@ class PatternDetector:
         return f"pattern {self.pattern}"
 
     def __getstate__(self) -> tuple[object, ...]:
-        return tuple(getattr(self, s) for s in self.__slots__)
+        return _STATE(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         for s, v in zip(self.__slots__, state, strict=True):
             setattr(self, s, v)
+
+
+#: The state a pickle of :class:`PatternDetector` holds: its slots' values, in order.
+_STATE = attrgetter(*PatternDetector.__slots__)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Literal, NamedTuple
 
 
@@ -124,11 +125,15 @@ class RightSizer:
         return Change(direction, old, new, reason)
 
     def __getstate__(self) -> tuple[object, ...]:
-        return tuple(getattr(self, s) for s in self.__slots__)
+        return _STATE(self)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         for s, v in zip(self.__slots__, state, strict=True):
             setattr(self, s, v)
+
+
+#: The state a pickle of :class:`RightSizer` holds: its slots' values, in order.
+_STATE = attrgetter(*RightSizer.__slots__)
 
 
 def _fmt(x: float) -> str:

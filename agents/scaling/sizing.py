@@ -13,7 +13,8 @@ allocations; the README has the table.)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 
 from agents.forecasting import SeriesForecaster
 from agents.scaling.rightsizing import RightSizer
@@ -33,6 +34,19 @@ class SizingConfig:
     stabilization_s: float = 2 * 3600.0
     cooldown_s: float = 3 * 3600.0
     down_band: float = 0.2
+
+    # What dataclasses would pickle (the fields' values, in order) without looking the fields
+    # up on every call: each VM's state holds a config.
+    def __getstate__(self) -> tuple[float, ...]:
+        return _CONFIG_STATE(self)
+
+    def __setstate__(self, state: Sequence[float]) -> None:
+        for name, value in zip(_CONFIG_FIELDS, state, strict=False):
+            object.__setattr__(self, name, value)  # frozen
+
+
+_CONFIG_FIELDS = tuple(f.name for f in fields(SizingConfig))
+_CONFIG_STATE = attrgetter(*_CONFIG_FIELDS)
 
 
 def cpu_sizer(allocation: float, cfg: SizingConfig, floor: float = 0.0) -> RightSizer:

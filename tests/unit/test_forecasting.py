@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import math
 import pickle
+import statistics
 from pathlib import Path
 
 import pytest
 
 from agents.forecasting import SeriesForecaster
-from agents.forecasting.candidates import CANDIDATES
+from agents.forecasting.candidates import (
+    CANDIDATES,
+    CandidateSet,
+    HourlyHoltWinters,
+    Ring,
+    median_of_last,
+)
 from streams.traces import bitbrains_files, read_vm
 
 SPLICE = 864  # three days of 5-minute samples
@@ -157,6 +164,76 @@ def test_pickle_round_trip_and_bounded_state(bitbrains_dir: Path) -> None:
         assert clone.forecast_at(s["timestamp"]) == fc.forecast_at(s["timestamp"])
     assert max(sizes) < 12 * 1024 and sizes[-1] <= 1.1 * sizes[1], sizes
     assert len(CANDIDATES) == len(set(CANDIDATES))
+
+
+def _learned(n: int = 1500) -> SeriesForecaster:
+    fc = SeriesForecaster()
+    for i in range(n):  # a daily cycle, a 40-minute job and some noise
+        fc.learn_one(300.0 * i, 30.0 + 20.0 * math.sin(2 * math.pi * i / 288)
+                     + (15.0 if i % 8 == 0 else 0.0) + (i * 7919 % 13) / 4.0)
+    return fc
+
+
+def test_states_pickled_by_the_previous_format_still_load(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before their tuple formats, a forecaster pickled its instance dict (less the memo),
+    its candidate set its plain dict and Holt-Winters River's model itself: such states (a
+    worker's changelog) still load, and go on exactly as the forecaster that wrote them."""
+    fc = _learned()
+
+    def old_forecaster_state(self: SeriesForecaster) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state.pop("_chosen", None)
+        state.pop("_latest", None)
+        return state
+
+    with monkeypatch.context() as m:
+        m.setattr(SeriesForecaster, "__getstate__", old_forecaster_state)
+        m.setattr(CandidateSet, "__getstate__", lambda self: dict(self.__dict__))
+        m.setattr(HourlyHoltWinters, "__getstate__", lambda self: (
+            self.model, self.hour, self.total, self.count, self.path))
+        old = pickle.dumps(fc)
+    assert b"AdditiveSeason" in old  # River's model, as the old format stored it
+    clone = pickle.loads(old)
+    again = pickle.loads(pickle.dumps(clone))  # and on through the current format
+    assert b"AdditiveSeason" not in pickle.dumps(clone)
+    for i in range(1500, 1800):
+        for f in (fc, clone, again):
+            f.learn_one(300.0 * i, 25.0 + (i % 11))
+        assert clone.forecast_at(300.0 * i) == fc.forecast_at(300.0 * i)
+        assert again.forecast_at(300.0 * i + 60.0) == fc.forecast_at(300.0 * i + 60.0)
+        assert clone.chosen_name(2) == fc.chosen_name(2)
+
+
+def test_forecasts_between_grid_times_are_remembered_exactly() -> None:
+    """forecast_at remembers the newest timestamp's forecasts until the next sample: a
+    subset of horizons, or asking twice, gives what a fresh forecaster gives."""
+    fc = _learned(1000)
+    for i in range(1000, 1100):
+        t = 300.0 * i + (0.0 if i % 2 else 10.0)  # off the grid every other sample
+        fc.learn_one(t, 40.0 + (i % 5))
+        clone = pickle.loads(pickle.dumps(fc))  # no memo
+        full = clone.forecast_at(t)
+        assert fc.forecast_at(t, [3600.0, 300.0]) == [full[2], full[0]]
+        assert fc.forecast_at(t) == full == fc.forecast_at(t)
+        assert fc.forecast_at(t + 5.0) == clone.forecast_at(t + 5.0)
+        assert fc.forecast(2) == [p for p, _ in full[:2]]
+
+
+def test_medians_are_statistics_median_bit_for_bit() -> None:
+    ring = Ring(48, "f")
+    rng = [((i * 2654435761) % 1000) / 7.0 for i in range(60)]
+    for n_values, y in enumerate(rng, 1):
+        ring.append(y)
+        for n in (1, 2, 3, 6, 12, 24, 48):
+            want = float(statistics.median(ring.values[-n:]))
+            assert median_of_last(ring, n) == want
+        cands = CandidateSet()
+        for i, v in enumerate(ring.values):
+            cands.learn_one(300.0 * i, v)
+        flat = cands.flat()
+        assert flat[4:9] == [float(statistics.median(cands.ring.values[-n:]))
+                             for n in (3, 6, 12, 24, 48)], n_values
 
 
 def test_a_ten_second_stream_keeps_the_same_small_state() -> None:

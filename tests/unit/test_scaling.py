@@ -99,6 +99,30 @@ def test_pattern_on_a_real_trace_and_state_round_trip(bitbrains_dir: Path) -> No
     assert len(pickle.dumps(d)) < 4096
 
 
+def test_pickled_states_keep_their_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sizers and the detector pickle their slots' values in order, the config its
+    fields' values (as dataclasses did: a config pickled that way still loads)."""
+    import dataclasses
+    import pickle
+
+    from agents.scaling.sizing import SizingConfig
+
+    rs = RightSizer(4.0, quantile=0.8, floor=0.025)
+    rs.update(0.0, forecast=9.0, recent=[1.0])
+    assert rs.__getstate__() == tuple(getattr(rs, s) for s in RightSizer.__slots__)
+    d = PatternDetector()
+    d.learn_one(0.0, 10.0, 1e9)
+    assert d.__getstate__() == tuple(getattr(d, s) for s in PatternDetector.__slots__)
+    cfg = SizingConfig(cpu_quantile=0.7, down_band=0.3)
+    with monkeypatch.context() as m:  # the dataclasses format
+        m.setattr(SizingConfig, "__getstate__", lambda self: [
+            getattr(self, f.name) for f in dataclasses.fields(self)])
+        old = pickle.dumps(cfg)
+    assert pickle.loads(old) == cfg == pickle.loads(pickle.dumps(cfg))
+    clone = pickle.loads(pickle.dumps(rs))
+    assert [getattr(clone, s) for s in RightSizer.__slots__] == list(rs.__getstate__())
+
+
 def test_actions_are_judged_against_what_the_vm_has(bitbrains_dir: Path) -> None:
     """The trace's VMs keep their provisioning (no recommendation is applied in a replay):
     a target with more of something than the VM reports is a scale_up, one with less of
