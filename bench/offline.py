@@ -30,6 +30,7 @@ from agents.metrics_agent import pipeline_config  # noqa: E402
 from agents.processor import Inbound, MetricsProcessor  # noqa: E402
 from bench.throughput import Fleet  # noqa: E402
 from streams.observability import WorkerMetrics  # noqa: E402
+from streams.runtime import tune_gc  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.state_codec import StateCodec  # noqa: E402
 from streams.traces import DEFAULT_BITBRAINS_DIR  # noqa: E402
@@ -46,7 +47,8 @@ def messages(data: Path, vms: int, n: int, step_s: float = 10.0) -> list[Inbound
 
 def run(batch: list[Inbound], size: int) -> MetricsProcessor:
     """The batches through one processor configured as the worker is (the wall clock paces
-    its state flushes, as in the worker)."""
+    its state flushes, and the collector is tuned, as in the worker)."""
+    tune_gc()
     settings = Settings.from_env()
     proc = MetricsProcessor(pipeline_config(settings), StateCodec(b"bench"), lambda _: None,
                             WorkerMetrics(registry=None), max_future_skew_s=1e12,

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from streams.admin import ensure_topics
 from streams.app import create_app
 from streams.logs import logging_config
+from streams.runtime import tune_gc
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 
 def run_worker(settings: Settings) -> int:
     """Block until SIGINT/SIGTERM; return the worker's exit code."""
+    tune_gc()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(settings))

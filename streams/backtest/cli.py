@@ -24,6 +24,7 @@ from agents.pipeline import PipelineConfig
 from streams.backtest.engine import FleetSettings, SeriesResult, run_fleet, run_series
 from streams.backtest.sources import Fleet, SeriesFile, Sources, discover
 from streams.replay import Progress
+from streams.runtime import tune_gc
 from streams.settings import Settings
 from streams.traces import TraceError, count_rows
 
@@ -51,6 +52,7 @@ def _fleet_job(fleet: Fleet, cfg: PipelineConfig, hosts: FleetSettings, limit: i
 
 def _call(fn: Any, args: tuple[Any, ...], channel: Any
           ) -> tuple[list[SeriesResult], Counter[str]]:
+    tune_gc()  # in each job's process, as in the worker
     result: tuple[list[SeriesResult], Counter[str]] = fn(*args, channel)
     return result
 
@@ -75,6 +77,7 @@ def _run_jobs(sources: Sources, cfg: PipelineConfig, hosts: FleetSettings, limit
     results: list[SeriesResult] = []
     refused: Counter[str] = Counter()
     if jobs <= 1 or len(work) == 1:
+        tune_gc()
         inline = _Inline(bar)
         for fn, args in work:
             out, bad = fn(*args, inline)
