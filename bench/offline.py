@@ -4,7 +4,9 @@ Feeds the tiled fleet of :mod:`bench.throughput` (the Bitbrains traces over ``--
 through :class:`agents.processor.MetricsProcessor` in batches of ``--batch`` messages, exactly
 as the agent does (decode and validate, every learner, records encoded, one signed state per
 VM per batch), with no broker. This is the ceiling of the streaming pipeline on this machine;
-``--profile`` prints where the time goes (cProfile, top 25 by own time).
+``--profile`` prints where the time goes (cProfile, top 25 by own time) and each stage's
+share of it (decode, features, detection, forecasting, scaling, new VM states, state
+encoding, other), also written to ``--out``.
 
 Usage::
 
@@ -58,6 +60,50 @@ def run(batch: list[Inbound], size: int) -> MetricsProcessor:
     return proc
 
 
+def state_cost(proc: MetricsProcessor) -> tuple[float, float]:
+    """Mean time (us) to encode one VM state as the worker writes it (pickled, compressed,
+    signed) and mean encoded size (bytes), over every VM the run learned."""
+    states = list(proc.cache.values())
+    started = time.perf_counter()
+    sizes = [len(proc.codec.dumps(state)) for state in states]
+    elapsed = time.perf_counter() - started
+    return 1e6 * elapsed / len(states), sum(sizes) / len(sizes)
+
+
+#: The stages of the per-event work, each the cumulative time of the function(s) named
+#: (file suffix, function name); "other" is the rest of the processor's time (records
+#: encoded, bookkeeping, metrics).
+STAGES: dict[str, tuple[tuple[str, str], ...]] = {
+    "decode and validate": (("schemas/validate.py", "decode_metric"),),
+    "features": (("streams/features.py", "update"),),
+    "detection": (("agents/pipeline.py", "_detect"),),
+    "forecasting": (("agents/pipeline.py", "_forecast"),),
+    "scaling": (("agents/scaling/recommender.py", "recommend"),
+                ("agents/pipeline.py", "_report_to_host")),
+    "new VM states": (("agents/pipeline.py", "new_state"),),
+    "state encoding": (("streams/state_codec.py", "dumps"),),
+}
+
+
+def stage_shares(stats: pstats.Stats) -> dict[str, float]:
+    """Each stage's share of the processor's profiled time (cProfile's overhead weighs on
+    every Python call, so these are proportions, not timings)."""
+    table = stats.stats  # type: ignore[attr-defined]
+    cumulative = {(file, name): ct for (file, _, name), (_, _, _, ct, _) in table.items()}
+
+    def time_of(file_suffix: str, name: str) -> float:
+        return sum(ct for (file, fn), ct in cumulative.items()
+                   if fn == name and file.endswith(file_suffix))
+
+    total = time_of("agents/processor.py", "process")
+    if total <= 0:
+        return {}
+    shares = {stage: sum(time_of(f, n) for f, n in funcs) / total
+              for stage, funcs in STAGES.items()}
+    shares["other"] = max(0.0, 1.0 - sum(shares.values()))
+    return {k: round(v, 3) for k, v in shares.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=50_000)
@@ -73,18 +119,28 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--data {args.data} is not a folder (see ../shared/data/README.md)")
     batch = messages(args.data, args.vms, args.events, args.step_s)
     started = time.perf_counter()
+    shares: dict[str, float] = {}
     if args.profile:
         prof = cProfile.Profile()
-        prof.runcall(run, batch, args.batch)
-        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        proc = prof.runcall(run, batch, args.batch)
+        stats = pstats.Stats(prof)
+        stats.sort_stats("tottime").print_stats(25)
+        shares = stage_shares(stats)
+        print("share of the profiled time by stage: " + ", ".join(
+            f"{name} {100 * share:.0f} %" for name, share in shares.items()))
     else:
-        run(batch, args.batch)
+        proc = run(batch, args.batch)
     elapsed = time.perf_counter() - started
+    encode_us, state_bytes = state_cost(proc)
     result = {"events": args.events, "vms": args.vms, "batch": args.batch,
               "events_per_s": args.events / elapsed, "elapsed_s": elapsed,
+              "state_encode_us": encode_us, "state_bytes": state_bytes,
               "command": "python bench/offline.py " + " ".join(argv or sys.argv[1:])}
+    if shares:
+        result["profiled_share_by_stage"] = shares
     print(f"{result['events_per_s']:,.0f} events/s offline ({args.events:,} events, "
-          f"{args.vms:,} VMs, batches of {args.batch}{', profiled' if args.profile else ''})")
+          f"{args.vms:,} VMs, batches of {args.batch}{', profiled' if args.profile else ''}); "
+          f"one VM's state: {state_bytes:,.0f} bytes written, {encode_us:,.0f} us to encode")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")
