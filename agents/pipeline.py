@@ -40,7 +40,7 @@ from agents.anomaly.feedback import (
     z_for_score,
 )
 from agents.anomaly.incidents import IncidentTracker, severity
-from agents.anomaly.series import squash
+from agents.anomaly.likelihood import squash
 from agents.anomaly.vm import Verdict, VMDetector
 from agents.forecasting.vm import VMForecaster
 from agents.scaling.placement import HostState
@@ -58,7 +58,7 @@ from schemas.records import (
 )
 from streams.features import FeatureExtractor
 
-DETECTOR_NAME = "novacron-evidence-v1"
+DETECTOR_NAME = "novacron-ensemble-v2"
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class PipelineConfig:
     sliding_window_s: float = 900.0
     forecast_horizons_s: tuple[float, ...] = (300.0, 900.0, 3600.0)
     forecast_interval_s: float = 300.0
-    alert_threshold: float = 0.4
+    alert_threshold: float = 0.6
     resolve_after_events: int = 3
     sizing: SizingConfig = field(default_factory=SizingConfig)
     recommendation_valid_s: float = 900.0
@@ -122,8 +122,21 @@ class VMState:
                 setattr(self, f.name, f.default)
 
 
+@dataclass(frozen=True)
+class Detection:
+    """What the detector made of one sample, whatever the alert threshold: the score (after
+    the VM's and the fleet's verdicts), whether the features show a flatline (anomalous at any
+    threshold), and the class an incident opened on this sample would get."""
+
+    score: float
+    flatline: bool
+    anomaly_class: str
+
+
 @dataclass
 class Outputs:
+    #: the sample's detection (None for a late or replayed sample)
+    detection: Detection | None = None
     alerts: list[Alert] = field(default_factory=list)
     forecasts: list[Forecast] = field(default_factory=list)
     recommendations: list[Recommendation] = field(default_factory=list)
@@ -168,7 +181,7 @@ def _detect(state: VMState, ev: MetricEvent, values: dict[str, float], x: dict[s
             cfg: PipelineConfig, out: Outputs, fleet: ClassSensitivity | None = None) -> None:
     det = state.detector
     raw = det.score_one(ev.timestamp, values)
-    det.learn_one(ev.timestamp, values)
+    det.learn_one(ev.timestamp, values, raw)
     threshold = cfg.alert_threshold
     z_thr = z_for_score(threshold)
     flat = is_flatline(x) and det.ready
@@ -194,10 +207,12 @@ def _detect(state: VMState, ev: MetricEvent, values: dict[str, float], x: dict[s
     anomalous = verdict.score >= threshold or flat
     margin = max(0.0, (verdict.score - threshold) / (1.0 - threshold))
     breadth = len({m for (m, _), z in verdict.evidence.items()
-                   if m != "*" and z / (z + 10.0) >= threshold})
+                   if m != "*" and squash(z) >= threshold})
     steps = tracker.open.steps + 1 if tracker.open is not None else 1
     level = severity(margin, breadth, steps) if anomalous else ""
-    cls = classify(verdict, x) if anomalous and tracker.open is None else ""
+    named = classify(verdict, x) if verdict.score > 0.0 or flat else "unknown"
+    out.detection = Detection(verdict.score, flat, named)
+    cls = named if anomalous and tracker.open is None else ""
     change = tracker.observe(ev.vm_id, ev.timestamp, anomalous, cls, level, verdict.score)
     if anomalous and tracker.open is not None:
         state.recent.note(tracker.open.incident_id, tracker.open.anomaly_class, ev.timestamp,

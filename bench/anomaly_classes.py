@@ -52,7 +52,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agents.anomaly.classify import CLASSES  # noqa: E402
+from agents.anomaly.incidents import IncidentTracker  # noqa: E402
 from agents.pipeline import PipelineConfig, new_state, process_event  # noqa: E402
 from bench.inject import INJECTED_CLASSES, Label, Row, draw_duration, inject, span  # noqa: E402
 from schemas.records import MetricEvent  # noqa: E402
 from schemas.validate import Rejected, decode_metric  # noqa: E402
-from streams.traces import bitbrains_files, read_vm  # noqa: E402
+from streams.traces import bitbrains_files, read_vm, vm_identity  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "bitbrains_rnd"
 DEFAULT_OUT = ROOT / "bench" / "results" / "anomaly_classes.json"
@@ -76,6 +77,8 @@ WARMUP_S = 2 * DAY_S
 GAP_S = (1.0 * DAY_S, 1.5 * DAY_S)
 GRACE_S = 3600.0
 MAX_STEP_S = 900.0  # a hole longer than this ends a contiguous stretch
+#: The alert thresholds of the budget curve.
+CURVE = (0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,12 @@ class RunResult:
     samples: int
     seconds: float
     dead_letters: int = 0
+    #: VM-days after the warm-up (what unlabelled incidents are counted over)
+    vm_days: float = 0.0
+    #: when the warm-up ended
+    scored_from: float = 0.0
+    #: every sample's detection: (timestamp, score, flatline, class if it opened an incident)
+    detections: list[tuple[float, float, bool, str]] = field(default_factory=list)
 
 
 def decode(row: Row) -> MetricEvent | Rejected:
@@ -147,16 +156,19 @@ def schedule(rows: list[Row], rng: random.Random, step_s: float = 300.0
     return rows, labels
 
 
-def run_vm(data: Path, vm_number: int, rnd: int, days: float, seed: int) -> RunResult:
-    """One VM, one round: inject, replay through the pipeline, collect opened incidents."""
+def run_vm(data: Path, vm_number: int, rnd: int, days: float, seed: int,
+           threshold: float = PipelineConfig.alert_threshold) -> RunResult:
+    """One VM, one round: inject, replay through the pipeline, collect opened incidents and
+    every sample's detection."""
     started = time.perf_counter()
     files = bitbrains_files(data)[vm_number]
     rows = load_vm(files, vm_number, days)
     rng = random.Random(f"{seed}/{vm_number}/{rnd}")
     rows, labels = schedule(rows, rng)
-    cfg = PipelineConfig()
+    cfg = PipelineConfig(alert_threshold=threshold)
     state = new_state(cfg)
     incidents = []
+    detections = []
     dead = 0
     for row in rows:
         ev = decode(row)
@@ -166,8 +178,13 @@ def run_vm(data: Path, vm_number: int, rnd: int, days: float, seed: int) -> RunR
         out = process_event(state, ev, cfg)
         incidents += [Incident(a.vm_id, a.started_at, a.anomaly_class, a.score)
                       for a in out.alerts if a.status == "open"]
+        if out.detection is not None:
+            d = out.detection
+            detections.append((ev.timestamp, d.score, d.flatline, d.anomaly_class))
+    scored_from = float(rows[0]["timestamp"]) + WARMUP_S if rows else 0.0
+    vm_days = max(0.0, float(rows[-1]["timestamp"]) - scored_from) / DAY_S if rows else 0.0
     return RunResult(vm_number, rnd, labels, incidents, len(rows),
-                     time.perf_counter() - started, dead)
+                     time.perf_counter() - started, dead, vm_days, scored_from, detections)
 
 
 def match(labels: Sequence[Label], incidents: Sequence[Incident]
@@ -226,8 +243,12 @@ def score(results: Sequence[RunResult]) -> tuple[dict[str, Any], dict[str, Any]]
     for c in CLASSES:
         classes[c] = {"precision": _ratio(named_right[c], named[c]),
                       "recall": _ratio(detected[c], injected[c]) if c in injected else None}
+    vm_days = sum(r.vm_days for r in results)
+    late = sum(1 for res in results for inc in match(res.labels, res.incidents)[1]
+               if inc.started_at >= res.scored_from)
     summary = {"accuracy": _ratio(sum(right.values()), sum(detected.values())),
-               "classes": classes}
+               "classes": classes,
+               "unlabelled_per_vm_day": round(late / vm_days, 4) if vm_days else None}
     details = {
         "counts": {c: {"injected": injected[c], "detected": detected[c],
                        "first_incident_right": right[c], "matching_incidents": named[c],
@@ -238,8 +259,53 @@ def score(results: Sequence[RunResult]) -> tuple[dict[str, Any], dict[str, Any]]
         "median_delay_s": {c: sorted(d)[len(d) // 2] if d else None for c, d in delays.items()},
         "injections": records,
         "unlabelled": unlabelled_list,
+        "vm_days_after_warmup": round(vm_days, 2),
     }
     return summary, details
+
+
+def incidents_at(res: RunResult, threshold: float, resolve_after: int) -> list[Incident]:
+    """The incidents the pipeline would have opened on ``res``'s samples at ``threshold``
+    (the same tracker, fed the recorded detections; without feedback nothing else depends on
+    the threshold)."""
+    tracker = IncidentTracker(resolve_after=resolve_after)
+    vm_id = vm_identity(res.vm_number)[0]
+    out = []
+    for ts, score_, flat, cls in res.detections:
+        change = tracker.observe(vm_id, ts, score_ >= threshold or flat, cls, "low", score_)
+        if change is not None and change.status == "open":
+            out.append(Incident(vm_id, ts, cls, score_))
+    return out
+
+
+def budget_curve(results: Sequence[RunResult], thresholds: Sequence[float],
+                 resolve_after: int) -> list[dict[str, Any]]:
+    """Per alert threshold: unlabelled incidents per VM-day after the warm-up, the recall of
+    each injected class and the accuracy, all from the recorded detections."""
+    rows = []
+    for thr in thresholds:
+        replayed = [RunResult(r.vm_number, r.round, r.labels, incidents_at(r, thr, resolve_after),
+                              r.samples, r.seconds, r.dead_letters, r.vm_days, r.scored_from)
+                    for r in results]
+        summary, _ = score(replayed)
+        rows.append({"threshold": thr,
+                     "unlabelled_per_vm_day": summary["unlabelled_per_vm_day"],
+                     "accuracy": summary["accuracy"],
+                     "recall": {c: summary["classes"][c]["recall"] for c in INJECTED_CLASSES}})
+    return rows
+
+
+def format_curve(curve: list[dict[str, Any]], chosen: float) -> str:
+    head = f"{'threshold':>9}  {'unlabelled/VM-day':>17}  {'accuracy':>8}  " + "  ".join(
+        f"{c[:10]:>10}" for c in INJECTED_CLASSES)
+    lines = [head, "-" * len(head)]
+    for row in curve:
+        mark = "  <- the service's default" if row["threshold"] == chosen else ""
+        lines.append(f"{row['threshold']:>9.2f}  {row['unlabelled_per_vm_day']:>17.3f}  "
+                     f"{100 * (row['accuracy'] or 0):>7.1f}%  " + "  ".join(
+                         f"{100 * (row['recall'][c] or 0):>9.1f}%" for c in INJECTED_CLASSES)
+                     + mark)
+    return "\n".join(lines)
 
 
 def format_table(summary: dict[str, Any], details: dict[str, Any]) -> str:
@@ -271,11 +337,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--threshold", type=float, default=PipelineConfig.alert_threshold,
+                        help="the pipeline's alert threshold (default: the service's)")
+    parser.add_argument("--curve", default=",".join(str(t) for t in CURVE),
+                        help="alert thresholds of the budget curve (comma-separated)")
     args = parser.parse_args(argv)
+    try:
+        curve_thresholds = sorted({float(t) for t in args.curve.split(",") if t.strip()})
+    except ValueError:
+        parser.error(f"--curve: expected comma-separated numbers, got {args.curve!r}")
 
     started = time.perf_counter()
     vms = sorted(bitbrains_files(args.data, args.vms))
-    tasks = [(args.data, n, r, args.days, args.seed) for n in vms for r in range(args.rounds)]
+    tasks = [(args.data, n, r, args.days, args.seed, args.threshold)
+             for n in vms for r in range(args.rounds)]
     results: list[RunResult] = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [pool.submit(run_vm, *t) for t in tasks]
@@ -286,15 +361,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{res.samples} samples, {len(res.labels)} injected, "
                   f"{len(res.incidents)} incidents ({res.seconds:.1f}s)", file=sys.stderr)
     summary, details = score(results)
+    resolve_after = PipelineConfig().resolve_after_events
+    curve = budget_curve(results, curve_thresholds, resolve_after)
+    details["budget_curve"] = curve
     elapsed = time.perf_counter() - started
     details = {"config": {"data": str(args.data), "vms": len(vms), "days": args.days,
                           "rounds": args.rounds, "seed": args.seed, "grace_s": GRACE_S,
                           "warmup_s": WARMUP_S, "gap_s": list(GAP_S),
-                          "pipeline": asdict(PipelineConfig())},
+                          "pipeline": asdict(PipelineConfig(alert_threshold=args.threshold))},
                "seconds": round(elapsed, 1),
                "samples": sum(r.samples for r in results),
                "dead_letters": sum(r.dead_letters for r in results), **details}
     print(format_table(summary, details))
+    print(f"unlabelled incidents per VM-day after the warm-up: "
+          f"{summary['unlabelled_per_vm_day']}")
+    print("\nalert budget (incidents the same detections open at other thresholds):")
+    print(format_curve(curve, args.threshold))
     print(f"({sum(r.samples for r in results)} samples, {elapsed:.1f}s)", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")

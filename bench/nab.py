@@ -6,8 +6,11 @@
 Detectors, all scored in one run by ``streams.backtest.nab_scoring`` (NAB's own rules; one
 threshold per detector and profile, optimised over the whole corpus):
 
-* ``ours`` - ``agents.anomaly.vm.score_series_vm``: the service's per-VM detector with one
-  metric, on each file's full series (epoch seconds, values), online.
+* ``ours`` - ``agents.anomaly.vm.score_fleet``: the service's per-VM detector with one metric
+  (``value``), every file a row of one ``FleetDetector``, each online and independent of the
+  others; the score of a row is its evidence through Numenta's likelihood filter (``onset``).
+* ``ours_range``, ``ours_seasonal``, ``ours_level``, ``ours_analog`` - each member of ours
+  alone (its evidence through the same filter), to judge the candidates one by one.
 * ``river_hst`` - River ``anomaly.HalfSpaceTrees`` with its default parameters (10 trees, height
   8, window 250; ``seed=42`` only to make runs repeatable) on ``{"value": v}``, behind a
   ``preprocessing.MinMaxScaler`` because the trees' default feature limits are [0, 1]: River's
@@ -20,8 +23,10 @@ threshold per detector and profile, optimised over the whole corpus):
 * every detector under ``<data>/published_results/`` - the per-row ``anomaly_score`` columns
   NAB published (NAB's ``windowedGaussian`` is named ``published_windowedGaussian`` here).
 
-Writes ``{"ours": "ours", "detectors": {name: {profile: score}}}`` (scores rounded to 0.1) to
-``--out`` and the thresholds, counts and timings to ``<out stem>_details.json`` beside it. With
+Writes ``{"ours": "ours", "detectors": {name: {profile: score}}, "categories": {category:
+{name: {profile: score}}}}`` (scores rounded to 0.1; a category's scores with thresholds
+optimised on that category alone; a category without windows has none) to ``--out`` and the
+thresholds, counts, timings and state sizes to ``<out stem>_details.json`` beside it. With
 ``--results-dir`` every detector's per-row scores are also written in NAB's results layout, so
 NAB's own ``run.py --optimize --score --normalize`` can re-score them.
 """
@@ -31,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import pickle
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -63,25 +67,74 @@ Scores = dict[str, FloatArray]
 # --------------------------------------------------------------------------- detectors
 
 
-#: Pickled size of our detector at the end of each file (its whole learned state), in bytes.
-OURS_STATE_BYTES: dict[str, int] = {}
+#: Bytes of learned state of one series (a row of the univariate detector), and of a VM of six
+#: metrics (its series, trees and joint members): see :func:`state_bytes`.
+STATE_BYTES: dict[str, int] = {}
+
+
+def state_bytes() -> dict[str, int]:
+    """The detector's state, in bytes of its arrays: per series, and per VM of six metrics."""
+    from agents.anomaly.series import SeriesDetector
+    from agents.anomaly.vm import FleetDetector
+
+    def nbytes(obj: object) -> int:
+        return sum(v.nbytes for v in vars(obj).values() if isinstance(v, np.ndarray)) + sum(
+            nbytes(v) for v in vars(obj).values() if hasattr(v, "__dict__")
+            and type(v).__module__.startswith("agents."))
+
+    return {"series": nbytes(SeriesDetector(rows=1)), "vm": nbytes(FleetDetector(rows=1))}
 
 
 def run_ours(corpus: Corpus) -> Scores:
-    """The service's per-VM detector (``agents.anomaly.vm.VMDetector``) with one metric,
-    exactly as ``agents.anomaly.vm.score_series_vm`` runs it; also records its state size."""
-    from agents.anomaly.vm import VMDetector
+    """The service's per-VM detector with one metric, every file a row of one fleet
+    (``agents.anomaly.vm.score_fleet``)."""
+    from agents.anomaly.vm import score_fleet
 
-    scores: Scores = {}
-    for s in corpus.series:
-        det = VMDetector(metrics=("value",))
-        out = np.zeros(len(s))
-        for i, (t, v) in enumerate(zip(s.timestamps.tolist(), s.values.tolist(), strict=True)):
-            out[i] = det.score_one(t, {"value": v}).score
-            det.learn_one(t, {"value": v})
-        scores[s.key] = out
-        OURS_STATE_BYTES[s.key] = len(pickle.dumps(det))
-    return scores
+    STATE_BYTES.update(state_bytes())
+    out = score_fleet([s.timestamps for s in corpus.series], [s.values for s in corpus.series])
+    return {s.key: o for s, o in zip(corpus.series, out, strict=True)}
+
+
+def run_members(corpus: Corpus) -> dict[str, Scores]:
+    """Each univariate member of ours alone: its evidence through the same onset filter."""
+    from agents.anomaly.likelihood import onset
+    from agents.anomaly.series import MEMBERS
+    from agents.anomaly.vm import FleetDetector
+
+    series = corpus.series
+    det = FleetDetector(("value",), rows=len(series))
+    kept = [k for k in MEMBERS if k != "trend"]  # trend watches memory only
+    out = {k: {s.key: np.zeros(len(s)) for s in series} for k in kept}
+    previous = np.zeros((len(series), len(MEMBERS)))
+    lengths = np.array([len(s) for s in series])
+    for step in range(int(lengths.max(initial=0))):
+        rows = np.nonzero(lengths > step)[0]
+        t = np.array([series[r].timestamps[step] for r in rows])
+        x = np.array([[series[r].values[step]] for r in rows])
+        scored = det.score_many(rows, t, x)
+        det.learn_many(rows, t, x, scored)
+        evidence = scored.evidence[:, : len(MEMBERS)]
+        filtered = onset(evidence, previous[rows])
+        previous[rows] = evidence
+        for j, kind in enumerate(MEMBERS):
+            if kind in out:
+                for i, r in enumerate(rows.tolist()):
+                    e = float(filtered[i, j])
+                    out[kind][series[r].key][step] = e / (e + 10.0)
+    return {f"ours_{k}": v for k, v in out.items()}
+
+
+_MEMBERS_CACHE: dict[int, dict[str, Scores]] = {}
+
+
+def _member(name: str) -> Callable[[Corpus], Scores]:
+    def run(corpus: Corpus) -> Scores:
+        cached = _MEMBERS_CACHE.get(id(corpus))
+        if cached is None:
+            cached = _MEMBERS_CACHE[id(corpus)] = run_members(corpus)
+        return cached[name]
+
+    return run
 
 
 def run_river_hst(corpus: Corpus) -> Scores:
@@ -166,7 +219,9 @@ def published_detectors(data: Path) -> dict[str, str]:
 def detector_table(data: Path) -> dict[str, tuple[str, Callable[[Corpus], Scores]]]:
     """Every detector this run can score: name -> (source, scores function)."""
     table: dict[str, tuple[str, Callable[[Corpus], Scores]]] = {
-        OURS: ("agents.anomaly.vm.score_series_vm", run_ours),
+        OURS: ("agents.anomaly.vm.score_fleet", run_ours),
+        **{f"ours_{m}": (f"agents.anomaly.vm.FleetDetector, member {m} alone", _member(f"ours_{m}"))
+           for m in ("range", "seasonal", "level", "analog")},
         "river_hst": ("river MinMaxScaler | HalfSpaceTrees(defaults, seed=42)", run_river_hst),
         "windowed_gaussian": ("NAB windowedGaussian, re-implemented", run_windowed_gaussian),
         "null": ("NAB null detector (constant 0.5)", run_null),
@@ -194,6 +249,15 @@ def format_table(results: dict[str, dict[str, ProfileScore]]) -> str:
         lines.append(
             f"{name:<{width}}  " + "  ".join(f"{res[p].score:>18.1f}" for p in PROFILE_ORDER)
         )
+    return "\n".join(lines)
+
+
+def format_categories(by_category: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Per category, the standard-profile score of every detector (best first)."""
+    lines = []
+    for category, scores in by_category.items():
+        ranked = sorted(scores.items(), key=lambda kv: -kv[1]["standard"])
+        lines.append(f"{category}: " + ", ".join(f"{n} {v['standard']:.1f}" for n, v in ranked))
     return "\n".join(lines)
 
 
@@ -226,7 +290,7 @@ def details(
             for p, prof in corpus.profiles.items()
         },
         "seconds_total": round(total_seconds, 2),
-        "ours_state_bytes_max": max(OURS_STATE_BYTES.values(), default=None),
+        "ours_state_bytes": STATE_BYTES or None,
         "detectors": {
             name: {
                 "source": sources[name],
@@ -275,12 +339,18 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"({time.perf_counter() - started:.1f}s to load)", file=sys.stderr)
 
     results: dict[str, dict[str, ProfileScore]] = {}
+    # a category without any window (artificialNoAnomaly) has no NAB score
+    categories = {c: sub for c, sub in corpus.by_category().items() if sub.n_windows}
+    by_category: dict[str, dict[str, dict[str, float]]] = {c: {} for c in categories}
     seconds: dict[str, float] = {}
     for i, name in enumerate(names, 1):
         t0 = time.perf_counter()
         # Clipped as written to --results-dir, so a re-score of those files matches.
         scores = {k: np.clip(v, 0.0, 1.0) for k, v in table[name][1](corpus).items()}
         results[name] = corpus.evaluate(scores)
+        for category, sub in categories.items():
+            res = sub.evaluate({k: scores[k] for k in sub.keys})
+            by_category[category][name] = {p: round(res[p].score, 1) for p in PROFILE_ORDER}
         if args.results_dir is not None:
             write_results(args.results_dir, name, corpus, scores)
         seconds[name] = time.perf_counter() - t0
@@ -289,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     total = time.perf_counter() - started
     print(format_table(results))
+    print(format_categories(by_category))
     print(f"({len(names)} detectors, {total:.1f}s)", file=sys.stderr)
 
     out: Path = args.out
@@ -299,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             name: {p: round(res[p].score, 1) for p in PROFILE_ORDER}
             for name, res in results.items()
         },
+        "categories": by_category,
     }
     out.write_text(json.dumps(summary_json, indent=2) + "\n")
     sources = {n: table[n][0] for n in names}

@@ -108,10 +108,12 @@ class Settings:
         "NOVACRON_FORECAST_INTERVAL_S", 300.0,
         "Least event time between two forecasts published for one VM.", minimum=0)
     alert_threshold: float = _setting(
-        "NOVACRON_ALERT_THRESHOLD", 0.4,
-        "Anomaly score (0..1) at or above which a VM sample is anomalous. The default is near "
-        "the threshold that maximizes NAB's standard profile in bench/nab.py; raise it for "
-        "fewer, surer alerts.", minimum=0)
+        "NOVACRON_ALERT_THRESHOLD", 0.6,
+        "Anomaly score (0..1) at or above which a VM sample is anomalous: evidence of "
+        "e / (e + 10) for a sample whose chance is 10**-e (0.6: 15 decades). The default keeps "
+        "incidents that match no injected anomaly under 0.15 per VM-day on the Bitbrains "
+        "traces with every injected class recalled at 90 % or more (bench/anomaly_classes.py, "
+        "its budget curve); lower it for more, less sure alerts.", minimum=0)
     resolve_after_events: int = _setting(
         "NOVACRON_RESOLVE_AFTER_EVENTS", 3,
         "Normal samples in a row after which an open incident resolves.", minimum=1)

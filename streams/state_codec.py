@@ -23,7 +23,7 @@ import pickle
 import zlib
 from typing import Any
 
-_FORMAT = b"\x01"
+_FORMAT = b"\x02"
 _TAG_BYTES = 32
 
 

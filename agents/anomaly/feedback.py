@@ -150,6 +150,8 @@ class Sensitivity:
     margin
         A false positive's bar over a metric is ``margin`` times the strongest evidence the
         metric showed in it: a repeat up to that strength is scaled below the threshold.
+        Evidence is in decades, which grow as the square of a z-score in the normal tail:
+        2.25 lets a repeat stand 1.5 times as many standard deviations out.
     slot_s
         Width of a time-of-day slot, seconds (a signature is a set of slots).
     pad_s
@@ -175,7 +177,7 @@ class Sensitivity:
     5.25
     """
 
-    def __init__(self, *, margin: float = 1.5, slot_s: float = 1800.0, pad_s: float = 1800.0,
+    def __init__(self, *, margin: float = 2.25, slot_s: float = 1800.0, pad_s: float = 1800.0,
                  halflife_s: float = 30 * DAY_S, confirm_step: float = 0.05,
                  max_gain: float = 1.2, max_cells: int = 256) -> None:
         self.margin = margin

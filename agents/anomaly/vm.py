@@ -1,25 +1,31 @@
-"""The per-VM detector: one series detector per metric, plus half-space trees on the joint
-shape of all of them.
+"""The per-VM detector: a univariate detector per metric, half-space trees on the joint shape,
+and a stuck-agent test; one calibrated scale for all of them.
 
-Each metric has its own :class:`~agents.anomaly.series.SeriesDetector`. River's
-``HalfSpaceTrees`` score the VM's metrics together (each standardized by its own running
-mean and spread), which catches combinations no single metric shows; their score becomes a
-z-score through its own :class:`~agents.anomaly.stats.Likelihood`, like every other kind of
-evidence. With two metrics or more, a fifth kind, ``stuck``, watches for a stuck agent: a run of
-samples in which every metric repeats its previous value exactly (:class:`StuckRun`). The VM's
-score is the strongest weighted z-score over metrics and kinds, squashed onto [0, 1). NAB's
-univariate benchmark runs this same class with one metric (no ``stuck`` evidence).
+Each metric of a VM is a row of a :class:`~agents.anomaly.series.SeriesDetector` (four members,
+evidence in decades). Two members see the VM whole:
 
->>> import random
->>> rng = random.Random(3)
+- ``rarity``: River's half-space trees (:mod:`~agents.anomaly.hst`) on the VM's metrics, each
+  standardized against its own baseline; their score goes through a Numenta likelihood like the
+  univariate members, and catches combinations that no single metric shows;
+- ``stuck``: a run of samples repeating the previous one exactly in every metric
+  (:mod:`~agents.anomaly.stuck`), a dead agent re-sending its last reading.
+
+The VM's evidence is the strongest of all (a rule fixed in advance: the maximum of calibrated
+evidence); its score is that evidence squashed onto [0, 1) (:func:`squash`: 10 decades is 0.5).
+
+:class:`FleetDetector` holds many VMs with the same metrics as rows of arrays and steps any
+subset of them at once (each VM at most once per call); :class:`VMDetector` is one VM of it, with
+samples and verdicts as dicts. NAB's univariate benchmark runs the same code with one metric.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(3)
 >>> det = VMDetector(metrics=("cpu_pct", "net_rx_bytes_per_s"))
 >>> for i in range(1500):
-...     x = {"cpu_pct": 20 + rng.gauss(0, 2), "net_rx_bytes_per_s": 1e5 + rng.gauss(0, 1e3)}
-...     _ = det.score_one(300.0 * i, x)
-...     det.learn_one(300.0 * i, x)
+...     x = {"cpu_pct": 20 + rng.normal(0, 2), "net_rx_bytes_per_s": 1e5 + rng.normal(0, 1e3)}
+...     det.learn_one(300.0 * i, x, det.score_one(300.0 * i, x))
 >>> v = det.score_one(450000.0, {"cpu_pct": 97.0, "net_rx_bytes_per_s": 1e5})
 >>> v.score > 0.5, v.metric, v.kind, v.direction
-(True, 'cpu_pct', 'extreme', 1.0)
+(True, 'cpu_pct', 'range', 1.0)
 """
 
 from __future__ import annotations
@@ -27,216 +33,298 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from statistics import NormalDist
+from typing import Any, NamedTuple
 
-from river import anomaly
+import numpy as np
+import numpy.typing as npt
 
-from agents.anomaly import hst_state
-from agents.anomaly.series import WEIGHTS, SeriesDetector, squash
-from agents.anomaly.stats import EWStats, Likelihood
+from agents.anomaly._jit import kernel
+from agents.anomaly.hst import HalfSpaceTrees
+from agents.anomaly.likelihood import RED_DECADES, YELLOW_DECADES, AnomalyLikelihood, squash
+from agents.anomaly.series import MEMBERS, SeriesDetector, SeriesScores
+from agents.anomaly.stuck import StuckRun
 from schemas.records import METRIC_FIELDS, FeatureContribution
 
-RARITY_WEIGHT = 1.0
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: The metrics whose sustained growth is evidence (``trend``): memory, where a leak shows.
 TREND_METRICS: tuple[str, ...] = ("memory_used_bytes",)
-STUCK_WEIGHT = 1.0
-_CLIP_Z = 6.0
-_NORMAL = NormalDist()
+#: Standardized values are clipped to +- this many spreads before the trees see them.
+CLIP_Z = 6.0
+#: The kinds of evidence a VM can show: the univariate members, then the joint ones.
+KINDS: tuple[str, ...] = (*MEMBERS, "rarity", "stuck")
 
 
-class StuckRun:
-    """How surprising the current run of exact repeats of a whole sample is.
+class FleetScores(NamedTuple):
+    """What :meth:`FleetDetector.score_many` found, one row per VM scored."""
 
-    A live VM's samples almost never repeat exactly in every metric at once; an agent that is
-    stuck re-sends the same sample. With ``q`` the VM's own rate of such all-repeat steps (an
-    exponentially weighted mean, floored at ``floor`` so that a VM that never repeats still needs
-    a few repeats) and ``k`` the length of the current run, the chance of a run this long is
-    ``q ** k``; :meth:`z` is the normal z-score with that upper tail. A VM whose metrics sit at
-    exact zeros half the time has a high ``q`` and needs a much longer run.
+    #: evidence in decades per column of :attr:`FleetDetector.columns` (0 while warming up)
+    evidence: FloatArray
+    #: the side each column's evidence points to: +1 up, -1 down
+    direction: FloatArray
+    #: the strongest evidence, and its column
+    best: FloatArray
+    winner: IntArray
+    #: ``best`` through Numenta's likelihood filter (see agents.anomaly.likelihood.onset)
+    onset: FloatArray
+    #: each metric against its baseline, in clipped spreads mapped onto [0, 1]
+    shape: FloatArray
+    series: SeriesScores
+    path: IntArray
+    trees: FloatArray
+    repeated: npt.NDArray[np.bool_]
 
-    >>> run = StuckRun()
-    >>> for i in range(300):
-    ...     run.learn_one(i % 50 == 0)
-    >>> [round(run.z(k), 1) for k in (0, 1, 3, 5)]
-    [0.0, 2.1, 4.3, 5.8]
+
+@kernel
+def _shape(x, slow, variance, rows, clip_z):
+    """Each metric against its baseline (the level member's slow mean and spread, as
+    LevelShift.baseline computes it), in spreads clipped to +-clip_z, mapped onto [0, 1]."""
+    n, m = x.shape
+    out = np.empty((n, m))
+    for k in range(n):
+        for i in range(m):
+            j = rows[k] * m + i
+            spread = max(math.sqrt(max(variance[j], 0.0)), 1e-3 * abs(slow[j]), 1e-9)
+            z = min(max((x[k, i] - slow[j]) / spread, -clip_z), clip_z)
+            out[k, i] = z / (2.0 * clip_z) + 0.5
+    return out
+
+
+@kernel
+def _combine(series_evidence, series_direction, series_ready, shape, rarity, stuck,
+             previous, rows, red, yellow):
+    """The evidence of every column, its direction, the strongest (the first of equals) and
+    its onset-filtered value, per VM."""
+    n, m = shape.shape
+    members = series_evidence.shape[1]
+    columns = m * members + 2
+    evidence = np.zeros((n, columns))
+    direction = np.ones((n, columns))
+    best = np.zeros(n)
+    winner = np.zeros(n, dtype=np.int64)
+    filtered = np.zeros(n)
+    for k in range(n):
+        ready = True
+        furthest = 0
+        for i in range(m):
+            ready = ready and series_ready[k * m + i]
+            if abs(shape[k, i] - 0.5) > abs(shape[k, furthest] - 0.5):
+                furthest = i
+        joint = 1.0 if shape[k, furthest] >= 0.5 else -1.0
+        for i in range(m):
+            for j in range(members):
+                evidence[k, i * members + j] = series_evidence[k * m + i, j] if ready else 0.0
+                direction[k, i * members + j] = series_direction[k * m + i, j]
+        evidence[k, columns - 2] = rarity[k] if ready else 0.0
+        evidence[k, columns - 1] = stuck[k] if ready else 0.0
+        direction[k, columns - 2] = joint
+        direction[k, columns - 1] = joint
+        for c in range(columns):
+            if evidence[k, c] > best[k]:
+                best[k] = evidence[k, c]
+                winner[k] = c
+        both_red = previous[rows[k]] >= red and best[k] >= red
+        filtered[k] = yellow if both_red else best[k]
+    return evidence, direction, best, winner, filtered
+
+
+class FleetDetector:
+    """The per-VM detector for ``rows`` VMs that report the same ``metrics``.
+
+    Parameters
+    ----------
+    metrics
+        The metric names, in the order of the columns of the samples given to it.
+    rows
+        How many VMs.
+    trend_metrics
+        The metrics whose sustained growth is evidence too.
+    n_trees, height, window_size, seed
+        The half-space trees' shape (River's parameters).
     """
 
-    __slots__ = ("floor", "k", "rate")
+    def __init__(self, metrics: tuple[str, ...] = METRIC_FIELDS, rows: int = 1, *,
+                 trend_metrics: tuple[str, ...] = TREND_METRICS, n_trees: int = 3,
+                 height: int = 6, window_size: int = 100, seed: int = 42) -> None:
+        self.metrics = tuple(metrics)
+        m = len(self.metrics)
+        trend = np.tile([metric in trend_metrics for metric in self.metrics], rows)
+        self.series = SeriesDetector(rows=rows * m, trend=trend)
+        self.trees = HalfSpaceTrees(rows, m, n_trees=n_trees, height=height,
+                                    window_size=window_size, seed=seed)
+        self.rarity = AnomalyLikelihood(rows)
+        self.stuck = StuckRun(rows)
+        #: each VM's last sample (for the stuck test)
+        self.last = np.full((rows, m), np.nan)
+        #: each VM's strongest evidence at its last sample (for the onset filter)
+        self.previous = np.zeros(rows)
+        #: (metric, kind) of each column of the evidence
+        self.columns: tuple[tuple[str, str], ...] = (
+            *((metric, kind) for metric in self.metrics for kind in MEMBERS),
+            ("*", "rarity"), ("*", "stuck"))
+        # River orders a sample's features by name: the trees see the metrics sorted
+        self._sorted = np.array(sorted(range(m), key=self.metrics.__getitem__))
 
-    def __init__(self, halflife: float = 2000.0, floor: float = 1e-3) -> None:
-        self.rate = EWStats(halflife)
-        self.floor = floor
-        self.k = 0
+    def _series_rows(self, rows: IntArray) -> IntArray:
+        m = len(self.metrics)
+        return np.asarray((rows[:, None] * m + np.arange(m)[None, :]).ravel())
 
-    def z(self, k: int) -> float:
-        """The z-score of a run of ``k`` all-repeat steps (0 for none)."""
-        if k <= 0:
-            return 0.0
-        tail = min(max(self.rate.mean, self.floor), 0.99) ** k
-        return max(0.0, -_NORMAL.inv_cdf(tail)) if tail > 1e-300 else 37.0
+    def ready(self, idx: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Which VMs give evidence (every metric's warm-up is behind it)."""
+        rows = np.asarray(idx, dtype=np.int64)
+        ready = self.series.ready(self._series_rows(rows))
+        return np.asarray(ready.reshape(len(rows), len(self.metrics)).all(axis=1))
 
-    def learn_one(self, repeated: bool) -> None:
-        self.rate.update(1.0 if repeated else 0.0)
-        self.k = self.k + 1 if repeated else 0
+    def baseline(self, idx: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """(slow mean, spread) per VM and metric, shape ``(len(idx), metrics)``."""
+        rows = np.asarray(idx, dtype=np.int64)
+        mean, spread = self.series.baseline(self._series_rows(rows))
+        shape = (len(rows), len(self.metrics))
+        return mean.reshape(shape), spread.reshape(shape)
 
-    def __getstate__(self) -> tuple[EWStats, float, int]:
-        return (self.rate, self.floor, self.k)
+    def score_many(self, idx: npt.ArrayLike, t: npt.ArrayLike, x: npt.ArrayLike
+                   ) -> FleetScores:
+        """Evidence for the samples ``x`` (shape ``(len(idx), metrics)``) at times ``t``.
+        Changes nothing."""
+        rows = np.asarray(idx, dtype=np.int64)
+        x = np.asarray(x, dtype=np.float64)
+        n, m = x.shape
+        srows = self._series_rows(rows)
+        s = self.series.score_many(srows, np.repeat(np.asarray(t, dtype=np.float64), m),
+                                   x.ravel())
+        level = self.series.level
+        shape = _shape(x, level.slow, level.variance, rows, CLIP_Z)
+        path = self.trees.path(shape[:, self._sorted])
+        trees = self.trees.score_many(rows, None, path)
+        repeated = np.zeros(n, dtype=bool)
+        rarity = stuck = np.zeros(n)
+        if m >= 2:  # the joint members need two metrics or more
+            has_window = self.trees.windows[rows] > 0
+            rarity = self.rarity.score_many(rows, trees[:, None]).evidence[:, 0] * has_window
+            repeated = (x == self.last[rows]).all(axis=1)
+            stuck = self.stuck.score_many(rows, self.stuck.next_run(rows, repeated))
+        evidence, direction, best, winner, filtered = _combine(
+            s.evidence, s.direction, s.ready, shape, rarity, stuck, self.previous, rows,
+            RED_DECADES, YELLOW_DECADES)
+        return FleetScores(evidence, direction, best, winner, filtered, shape, s, path, trees,
+                           repeated)
 
-    def __setstate__(self, s: tuple[EWStats, float, int]) -> None:
-        self.rate, self.floor, self.k = s
+    def learn_many(self, idx: npt.ArrayLike, t: npt.ArrayLike, x: npt.ArrayLike,
+                   scored: FleetScores | None = None) -> None:
+        """Learn the samples ``x`` at times ``t`` (``scored``: their :meth:`score_many`)."""
+        rows = np.asarray(idx, dtype=np.int64)
+        x = np.asarray(x, dtype=np.float64)
+        if scored is None:
+            scored = self.score_many(rows, t, x)
+        m = x.shape[1]
+        self.series.learn_many(self._series_rows(rows),
+                               np.repeat(np.asarray(t, dtype=np.float64), m), x.ravel(),
+                               scored.series)
+        if m >= 2:
+            has_window = self.trees.windows[rows] > 0
+            if has_window.any():
+                self.rarity.learn_many(rows[has_window], scored.trees[has_window, None])
+            self.stuck.learn_many(rows, scored.repeated)
+        self.trees.learn_many(rows, None, scored.path)
+        self.last[rows] = x
+        self.previous[rows] = scored.best
 
 
 @dataclass
 class Verdict:
     """What the detector thinks of one VM sample."""
 
+    #: the strongest evidence, squashed onto [0, 1)
     score: float
     metric: str = ""
     kind: str = ""
-    #: the side the winning evidence points to: +1 up, -1 down (see SeriesDetector.directions)
+    #: the side the winning evidence points to: +1 up, -1 down
     direction: float = 0.0
-    #: weighted z-score of each (metric, kind) pair; kinds "rarity" and "stuck" have metric "*"
+    #: evidence in decades per (metric, kind); kinds "rarity" and "stuck" have metric "*"
     evidence: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: ``score`` through Numenta's likelihood filter (agents.anomaly.likelihood.onset)
+    onset: float = 0.0
+    #: what learn_one needs from scoring (not part of the verdict)
+    scored: Any = field(default=None, repr=False, compare=False)
 
 
 class VMDetector:
-    """Online anomaly score for a VM's metrics (see the module docstring).
+    """One VM of a :class:`FleetDetector`, with samples and verdicts as dicts.
 
-    Parameters
-    ----------
-    metrics
-        The metric names to watch (the keys of the samples given to it).
-    n_trees, height, window_size
-        Shape of the half-space trees; 3 trees of height 6 keep them near 15 KB.
-    seed
-        Seed of the trees.
-    trend_metrics
-        The metrics whose sustained growth is evidence too (``trend``): memory, where it is
-        how a leak shows.
+    Parameters are :class:`FleetDetector`'s.
     """
 
-    def __init__(self, metrics: tuple[str, ...] = METRIC_FIELDS, *, n_trees: int = 3,
-                 height: int = 6, window_size: int = 100, seed: int = 42,
-                 trend_metrics: tuple[str, ...] = TREND_METRICS) -> None:
-        self.metrics = metrics
-        self.series = {m: SeriesDetector(trend=m in trend_metrics) for m in metrics}
-        self.trees = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height,
-                                            window_size=window_size, seed=seed)
-        self.rarity = Likelihood()
-        self.stuck = StuckRun()
-        self.n = 0
-        self._rarity_raw = 0.0
-
-    def _shape(self, values: Mapping[str, float]) -> dict[str, float]:
-        out = {}
-        for m, det in self.series.items():
-            mean = det.slow.mean
-            z = (values.get(m, mean) - mean) / det.scale()
-            out[m] = min(max(z, -_CLIP_Z), _CLIP_Z) / (2 * _CLIP_Z) + 0.5
-        return out
+    def __init__(self, metrics: tuple[str, ...] = METRIC_FIELDS, **params: Any) -> None:
+        self.fleet = FleetDetector(metrics, rows=1, **params)
+        self.metrics = self.fleet.metrics
 
     @property
     def ready(self) -> bool:
-        return all(d.ready for d in self.series.values())
+        return bool(self.fleet.ready([0])[0])
+
+    def _sample(self, values: Mapping[str, float]) -> FloatArray:
+        return np.array([[values[m] for m in self.metrics]], dtype=np.float64)
 
     def score_one(self, timestamp: float, values: Mapping[str, float]) -> Verdict:
-        """Score a sample (a dict of metric values) before learning it."""
-        evidence: dict[tuple[str, str], float] = {}
-        directions = {}
-        for m, det in self.series.items():
-            if m not in values:
-                continue
-            det.score_one(timestamp, values[m])
-            directions[m] = det.direction
-            for kind, z in det.last_evidence.items():
-                evidence[(m, kind)] = WEIGHTS[kind] * z
-        window = self.trees.window_size
-        self._rarity_raw = float(self.trees.score_one(self._shape(values))) \
-            if self.n >= window else 0.0
-        ready = self.ready  # unchanged by scoring: asked once
-        if ready and self.n >= 2 * window:
-            evidence[("*", "rarity")] = RARITY_WEIGHT * self.rarity.score_one(self._rarity_raw)
-        if ready and len(self.series) >= 2:
-            run = self.stuck.k + 1 if self._repeats(values) else 0
-            evidence[("*", "stuck")] = STUCK_WEIGHT * self.stuck.z(run)
-        if not evidence or not ready:
-            return Verdict(score=0.0, evidence=evidence)
-        metric, kind = max(evidence, key=evidence.__getitem__)  # the first of the strongest
-        best = evidence[(metric, kind)]
-        if metric == "*":  # joint shape or stuck agent: name the metric furthest from baseline
-            shape = self._shape(values)
-            metric = max(directions, key=lambda m: abs(shape[m] - 0.5))
-        if metric in directions and kind in self.series[metric].last_evidence:
-            # the side this metric's evidence of this kind points to
-            det = self.series[metric]
-            direction = det.directions.get(kind, det.direction)
-        else:
-            direction = directions.get(metric, 0.0)
-        return Verdict(score=squash(best), metric=metric, kind=kind, direction=direction,
-                       evidence=evidence)
+        """Score a sample (a dict with a value for every metric) before learning it."""
+        fleet = self.fleet
+        s = fleet.score_many([0], [timestamp], self._sample(values))
+        evidence = dict(zip(fleet.columns, s.evidence[0].tolist(), strict=True))
+        best = float(s.best[0])
+        if best <= 0.0:
+            return Verdict(score=0.0, evidence=evidence, scored=s)
+        winner = int(s.winner[0])
+        metric, kind = fleet.columns[winner]
+        if metric == "*":  # joint evidence: name the metric furthest from its baseline
+            metric = self.metrics[int(np.argmax(np.abs(s.shape[0] - 0.5)))]
+        return Verdict(score=squash(best), metric=metric, kind=kind,
+                       direction=float(s.direction[0, winner]), evidence=evidence,
+                       onset=squash(float(s.onset[0])), scored=s)
 
-    def _repeats(self, values: Mapping[str, float]) -> bool:
-        """True when every watched metric (two at least) repeats its last value exactly."""
-        seen = 0
-        for m, det in self.series.items():
-            if m in values:
-                if values[m] != det.last:
-                    return False
-                seen += 1
-        return seen >= 2
-
-    def learn_one(self, timestamp: float, values: Mapping[str, float]) -> None:
-        """Learn a sample (after :meth:`score_one` on it)."""
-        if self.n >= 2 * self.trees.window_size:
-            self.rarity.learn_one(self._rarity_raw)
-        if len(self.series) >= 2:
-            self.stuck.learn_one(self._repeats(values))
-        shape = self._shape(values)
-        if not self.trees.trees:
-            hst_state.build_like(self.trees, shape)
-        self.trees.learn_one(shape)
-        for m, det in self.series.items():
-            if m in values:
-                det.learn_one(timestamp, values[m])
-        self.n += 1
-
-    def __getstate__(self) -> dict[str, object]:
-        # The trees as arrays (agents.anomaly.hst_state): most of a VM's state, and far
-        # slower to pickle as the node objects they are.
-        state = dict(self.__dict__)
-        if self.trees.trees:
-            state["trees"] = hst_state.pack(self.trees)
-        return state
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        # Detectors pickled before ``stuck`` existed load with a fresh one; trees pickled
-        # before they were packed load as they are.
-        self.__dict__.update(state)
-        self.__dict__.setdefault("stuck", StuckRun())
-        if isinstance(self.trees, tuple):
-            self.trees = hst_state.unpack(self.trees)
+    def learn_one(self, timestamp: float, values: Mapping[str, float],
+                  verdict: Verdict | None = None) -> None:
+        """Learn a sample (``verdict``: its :meth:`score_one`, so nothing is computed twice)."""
+        scored = verdict.scored if verdict is not None else None
+        self.fleet.learn_many([0], [timestamp], self._sample(values), scored)
 
     def explain(self, values: Mapping[str, float], top: int = 3,
                 focus: str = "") -> list[FeatureContribution]:
         """The ``top`` metrics furthest from their baseline (slow mean), in spreads; the
         ``focus`` metric (the one whose evidence raised the alert) first."""
+        mean, spread = self.fleet.baseline([0])
         out = []
-        for m, det in self.series.items():
+        for i, m in enumerate(self.metrics):
             if m not in values:
                 continue
-            z = (values[m] - det.slow.mean) / det.scale()
+            z = (values[m] - mean[0, i]) / spread[0, i]
             out.append(FeatureContribution(name=m, value=float(values[m]),
-                                           baseline=round(det.slow.mean, 6),
-                                           zscore=round(max(min(z, 1e6), -1e6), 3)))
+                                           baseline=round(float(mean[0, i]), 6),
+                                           zscore=round(max(min(float(z), 1e6), -1e6), 3)))
         out.sort(key=lambda c: (c.name != focus, -abs(c.zscore)))
         return out[:top]
 
 
-def score_series_vm(timestamps: list[float], values: list[float]) -> list[float]:
-    """NAB's univariate series through the per-VM detector with one metric, ``value``."""
-    det = VMDetector(metrics=("value",))
-    out = []
-    for t, v in zip(timestamps, values, strict=True):
-        x = {"value": v}
-        out.append(det.score_one(t, x).score)
-        det.learn_one(t, x)
-    return [s if math.isfinite(s) else 0.0 for s in out]
+def score_series(timestamps: npt.ArrayLike, values: npt.ArrayLike) -> FloatArray:
+    """One univariate series through the per-VM detector with one metric, ``value``: every
+    row's onset-filtered score (what NAB scores)."""
+    return score_fleet([np.asarray(timestamps, float)], [np.asarray(values, float)])[0]
+
+
+def score_fleet(timestamps: list[FloatArray], values: list[FloatArray]) -> list[FloatArray]:
+    """Several univariate series stepped together as the rows of one :class:`FleetDetector`
+    (metric ``value``), each online and independent of the others: every row's onset-filtered
+    score."""
+    det = FleetDetector(("value",), rows=len(values))
+    out = [np.zeros(len(v)) for v in values]
+    lengths = np.array([len(v) for v in values])
+    for step in range(int(lengths.max(initial=0))):
+        rows = np.nonzero(lengths > step)[0]
+        t = np.array([timestamps[r][step] for r in rows])
+        x = np.array([[values[r][step]] for r in rows])
+        s = det.score_many(rows, t, x)
+        det.learn_many(rows, t, x, s)
+        scores = s.onset / (s.onset + 10.0)
+        for r, v in zip(rows.tolist(), scores.tolist(), strict=True):
+            out[r][step] = v
+    return out

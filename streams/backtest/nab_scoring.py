@@ -282,6 +282,16 @@ class Corpus:
         """All label windows, scored or not: NAB's ``tpCount`` for the perfect score."""
         return sum(len(s.windows) for s in self.series)
 
+    def by_category(self) -> dict[str, Corpus]:
+        """One corpus per data folder (NAB's categories), in name order, with this corpus's
+        profiles: scoring one optimizes its threshold on that category alone."""
+        out: dict[str, list[Series]] = {}
+        for s in self.series:
+            out.setdefault(s.category, []).append(s)
+        return {c: Corpus(series=ss, profiles=self.profiles,
+                          probation_percent=self.probation_percent)
+                for c, ss in sorted(out.items())}
+
     def perfect_raw(self, profile: Profile) -> float:
         """NAB's perfect score: ``tpWeight`` per window (a detection on each window's first row)."""
         return self.n_windows * profile.tp_weight

@@ -114,7 +114,8 @@ def test_every_worker_sees_the_fleet_wide_class_counts(
     messages = []
     for m in fleet_slice:
         seen[m["vm_id"]] = seen.get(m["vm_id"], 0) + 1
-        messages.append({**m, "cpu_pct": 100.0} if 340 <= seen[m["vm_id"]] < 346 else m)
+        spike = {"cpu_pct": 100.0, "net_rx_bytes_per_s": m["net_rx_bytes_per_s"] * 50 + 5e7}
+        messages.append({**m, **spike} if 340 <= seen[m["vm_id"]] < 346 else m)
     asyncio.run(produce(settings.bootstrap_servers, settings.topic("vm.metrics"),
                         [(m["vm_id"].encode(), orjson.dumps(m)) for m in messages]))
 

@@ -34,13 +34,13 @@ pytestmark = pytest.mark.reliability
 
 
 def with_spikes(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The fleet slice with a cpu and network spike every 150 samples of each VM, so
-    incidents open before, during and after the failure."""
+    """The fleet slice with a cpu and network spike at samples 320 and 370 of each VM (after
+    the detector's warm-up of 300 samples), so that incidents open around the failure."""
     out, seen = [], Counter[str]()
     for m in samples:
         m = dict(m)
         seen[m["vm_id"]] += 1
-        if 100 <= seen[m["vm_id"]] % 150 < 104:
+        if seen[m["vm_id"]] >= 320 and (seen[m["vm_id"]] - 320) % 50 < 4:
             m["cpu_pct"] = 100.0
             m["net_rx_bytes_per_s"] = m["net_rx_bytes_per_s"] * 50 + 5e7
         out.append(m)

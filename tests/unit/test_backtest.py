@@ -102,7 +102,9 @@ def test_unreadable_rows_are_counted_not_fatal(tmp_path: Path) -> None:
 
 def test_series_incidents_and_scored_forecasts(tmp_path: Path) -> None:
     found = discover([_nab_slice(tmp_path)], labels=_labels(tmp_path))
-    r = run_series(found.series[0], pipeline_config(Settings.from_env()))
+    # at about NAB's best threshold (bench/nab.py): the service's own is set for a VM
+    # operator's budget, higher than a single NAB anomaly needs
+    r = run_series(found.series[0], pipeline_config(Settings.from_env({}, alert_threshold=0.4)))
     assert r.rows == 2500 and r.metric == "disk_write_bytes_per_s"
     assert r.incidents, "the slice holds the first labelled anomaly; something should fire"
     assert {i.anomaly_class for i in r.incidents} <= {"io_bottleneck", "flatline"}
@@ -127,8 +129,8 @@ def test_plain_fleet_files_and_bad_rows_are_counted(tmp_path: Path,
 def test_fleet_outputs_are_the_agents_outputs(tmp_path: Path, bitbrains_dir: Path) -> None:
     """The backtest's fleet run and the worker's batch processor, given the same messages,
     publish the same incidents."""
-    root = _bitbrains_slice(tmp_path, bitbrains_dir)
-    settings = Settings.from_env()
+    root = _bitbrains_slice(tmp_path, bitbrains_dir, rows=700)
+    settings = Settings.from_env({}, alert_threshold=0.4)  # a few incidents to compare
     cfg = pipeline_config(settings)
     results, refused = run_fleet(discover([root]).fleets[0], cfg, FleetSettings(
         settings.host_cpu_cores, settings.host_memory_bytes, settings.host_report_ttl_s))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import pickle
 
+import pytest
+
 from agents.anomaly.classify import classify
 from agents.anomaly.vm import Verdict, VMDetector
 from agents.pipeline import PipelineConfig, new_state, process_event
@@ -25,8 +27,9 @@ def metrics_of(events: list[MetricEvent]) -> list[tuple[float, dict[str, float]]
 def run(det: VMDetector, samples: list[tuple[float, dict[str, float]]]) -> list[float]:
     scores = []
     for t, x in samples:
-        scores.append(det.score_one(t, x).score)
-        det.learn_one(t, x)
+        verdict = det.score_one(t, x)
+        det.learn_one(t, x, verdict)
+        scores.append(verdict.score)
     return scores
 
 
@@ -35,24 +38,22 @@ def test_detector_pickle_round_trip_continues_identically(vm1_events: list[Metri
     det = VMDetector(seed=3)
     run(det, samples[:300])
     clone = pickle.loads(pickle.dumps(det))
-
-    def nodes(d: VMDetector) -> list[tuple[object, ...]]:
-        return [(type(n).__name__, getattr(n, "feature", None), getattr(n, "threshold", None),
-                 n.l_mass, n.r_mass) for tree in d.trees.trees for n in tree.iter_dfs()]
-
-    assert nodes(clone) == nodes(det), "the half-space trees come back node for node"
     assert run(clone, samples[300:]) == run(det, samples[300:])
 
 
-def test_detector_pickled_with_river_tree_objects_still_loads(vm1_events: list[MetricEvent]
-                                                              ) -> None:
-    """States written before the trees were packed as arrays keep working."""
-    samples = metrics_of(vm1_events)
-    det = VMDetector(seed=3)
-    run(det, samples[:300])
-    legacy = VMDetector.__new__(VMDetector)
-    legacy.__setstate__(copy.deepcopy(dict(det.__dict__)))  # trees as River objects
-    assert run(legacy, samples[300:]) == run(det, samples[300:])
+def test_states_of_the_former_detector_are_refused_not_misread() -> None:
+    """The detector's state changed from objects to arrays: a value written by the former
+    format is refused (the VM starts afresh), never half-loaded."""
+    import hashlib
+    import hmac
+    import zlib
+
+    from streams.state_codec import StateIntegrityError
+
+    body = zlib.compress(pickle.dumps({"detector": "former"}), 1)
+    former = b"\x01" + hmac.new(b"k", body, hashlib.sha256).digest() + body
+    with pytest.raises(StateIntegrityError, match="unknown format"):
+        StateCodec(b"k").loads(former)
 
 
 def test_detector_same_seed_same_scores(vm1_events: list[MetricEvent]) -> None:
@@ -61,30 +62,30 @@ def test_detector_same_seed_same_scores(vm1_events: list[MetricEvent]) -> None:
     assert max(run(VMDetector(seed=9), samples)) > 0, "a real trace never scored above 0"
 
 
-def test_detector_tolerates_missing_and_new_metrics(vm1_events: list[MetricEvent]) -> None:
+def test_detector_ignores_new_metrics_and_names_a_missing_one(vm1_events: list[MetricEvent]
+                                                               ) -> None:
     det = VMDetector()
-    for i, (t, x) in enumerate(metrics_of(vm1_events[:400])):
-        x = dict(x)
-        if i % 3 == 0:
-            x.pop("cpu_pct")
-        if i % 5 == 0:
-            x["brand_new_metric"] = 1.0
+    for t, x in metrics_of(vm1_events[:400]):
+        x = {**x, "brand_new_metric": 1.0}
         v = det.score_one(t, x)
         assert 0.0 <= v.score < 1.0
-        det.learn_one(t, x)
+        det.learn_one(t, x, v)
         assert det.explain(x)
+    t, x = metrics_of(vm1_events[400:401])[0]
+    with pytest.raises(KeyError, match="cpu_pct"):
+        det.score_one(t, {k: v for k, v in x.items() if k != "cpu_pct"})
 
 
 def test_detector_is_quiet_during_warmup_and_flags_a_spike(vm1_events: list[MetricEvent]
                                                            ) -> None:
     det = VMDetector()
     samples = metrics_of(vm1_events[:400])
-    scores = run(det, samples[:200])
+    scores = run(det, samples[:300])
     assert max(scores) == 0.0, "scores before the warm-up ends must be 0"
-    run(det, samples[200:399])
+    run(det, samples[300:399])
     t, x = samples[399]
     v = det.score_one(t, {**x, "cpu_pct": 100.0})
-    assert v.score >= 0.4 and (v.metric, v.direction) == ("cpu_pct", 1.0), v
+    assert v.score >= 0.5 and (v.metric, v.direction) == ("cpu_pct", 1.0), v
     assert det.explain({**x, "cpu_pct": 100.0})[0].name == "cpu_pct"
 
 
@@ -159,94 +160,3 @@ def test_vm_state_with_full_feedback_memories_stays_within_budget(
     codec = StateCodec(b"k")
     assert len(codec.dumps(state)) < STATE_BUDGET_BYTES
     assert len(pickle.dumps(state)) < 2 * STATE_BUDGET_BYTES
-
-
-def test_trees_copied_for_a_new_detector_are_the_ones_river_draws() -> None:
-    from river import anomaly
-
-    from agents.anomaly.hst_state import build_like
-
-    x = {m: 0.3 + 0.05 * i for i, m in enumerate(METRIC_FIELDS)}
-    native = anomaly.HalfSpaceTrees(n_trees=3, height=6, window_size=100, seed=42)
-    native.learn_one(x)
-    for _ in range(2):  # the first copy builds the template, the second reuses it
-        copied = anomaly.HalfSpaceTrees(n_trees=3, height=6, window_size=100, seed=42)
-        build_like(copied, x)
-        copied.learn_one(x)
-        assert [(type(n), getattr(n, "feature", None), getattr(n, "threshold", None),
-                 n.l_mass, n.r_mass) for t in copied.trees for n in t.iter_dfs()] == \
-            [(type(n), getattr(n, "feature", None), getattr(n, "threshold", None),
-              n.l_mass, n.r_mass) for t in native.trees for n in t.iter_dfs()]
-        assert copied.counter == native.counter
-
-
-def test_trees_built_from_arrays_are_rivers_node_for_node() -> None:
-    """hst_state builds the nodes without River's constructors: same classes, same attributes
-    (in the same order), the same tree shape, and ``_tree_nodes`` in River's pre-order."""
-    from river import anomaly
-
-    from agents.anomaly import hst_state
-
-    def described(hst: anomaly.HalfSpaceTrees) -> list[list[tuple[object, ...]]]:
-        out = []
-        for tree, nodes in zip(hst.trees, hst._tree_nodes, strict=True):
-            assert nodes == list(tree.iter_dfs())
-            index = {id(n): i for i, n in enumerate(nodes)}
-            out.append([(type(n), [(k, [index[id(c)] for c in v] if k == "children" else v)
-                                   for k, v in vars(n).items()]) for n in nodes])
-        return out
-
-    x = {m: 0.3 + 0.05 * i for i, m in enumerate(METRIC_FIELDS)}
-    native = anomaly.HalfSpaceTrees(n_trees=3, height=6, window_size=100, seed=7)
-    for i in range(250):  # learned past a window: both masses set
-        native.learn_one({m: (i * (j + 3) % 17) / 17 for j, m in enumerate(x)})
-    assert described(hst_state.unpack(hst_state.pack(native))) == described(native)
-    fresh = anomaly.HalfSpaceTrees(n_trees=3, height=6, window_size=100, seed=42)
-    hst_state.build_like(fresh, x)
-    drawn = anomaly.HalfSpaceTrees(n_trees=3, height=6, window_size=100, seed=42)
-    drawn.learn_one(x)
-    for nodes in drawn._tree_nodes:
-        for node in nodes:
-            node.l_mass = node.r_mass = 0
-    assert described(fresh) == described(drawn)
-
-
-def test_detector_pickled_in_the_former_format_still_loads(vm1_events: list[MetricEvent]
-                                                          ) -> None:
-    """EWStats and Likelihood pickle as constructor calls now, and a SeriesDetector with them
-    as tuples; states written before (EWStats and Likelihood through __getstate__ tuples,
-    SeriesDetector as its __dict__ of objects) still load and continue identically."""
-    import copyreg
-    import io
-
-    from agents.anomaly.series import SeriesDetector
-    from agents.anomaly.stats import EWStats, Likelihood
-
-    class FormerPickler(pickle.Pickler):
-        def reducer_override(self, obj: object) -> object:
-            # as object.__reduce_ex__ did, with the former __getstate__ (or none)
-            if isinstance(obj, EWStats):
-                return (copyreg.__newobj__, (EWStats,), (obj.alpha, obj.n, obj.mean, obj.var))
-            if isinstance(obj, Likelihood):
-                return (copyreg.__newobj__, (Likelihood,),
-                        (obj.short, obj.long, obj.warmup, obj.min_std))
-            if isinstance(obj, SeriesDetector):
-                return (copyreg.__newobj__, (SeriesDetector,), dict(obj.__dict__))
-            return NotImplemented
-
-    samples = metrics_of(vm1_events)
-    det = VMDetector(seed=3)
-    run(det, samples[:300])
-    buf = io.BytesIO()
-    FormerPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(det)
-    assert b"_ewstats" not in buf.getvalue() and b"_tuples" not in buf.getvalue()
-    former, now = pickle.loads(buf.getvalue()), pickle.loads(pickle.dumps(det))
-    assert b"_tuples" in pickle.dumps(det)
-    for loaded in (former, now):
-        for m, series in loaded.series.items():
-            assert vars(series).keys() == vars(det.series[m]).keys()
-            assert type(series.slow) is EWStats and type(series.likelihoods["shift"]) is Likelihood
-            assert series.slow.as_tuple() == det.series[m].slow.as_tuple()
-    expected = run(det, samples[300:])
-    assert run(former, samples[300:]) == expected
-    assert run(now, samples[300:]) == expected

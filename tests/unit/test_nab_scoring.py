@@ -288,6 +288,7 @@ def test_cli_writes_the_summary(tmp_path: Path, nab_corpus: Corpus) -> None:
     out = tmp_path / "nab.json"
     assert nab_main(["--data", str(NAB_DIR), "--out", str(out), "--only", "null,numenta"]) == 0
     summary = json.loads(out.read_text())
+    categories = summary.pop("categories")
     assert summary == {
         "ours": "ours",
         "detectors": {
@@ -295,6 +296,10 @@ def test_cli_writes_the_summary(tmp_path: Path, nab_corpus: Corpus) -> None:
             "numenta": {"standard": 72.3, "reward_low_FP_rate": 69.1, "reward_low_FN_rate": 76.0},
         },
     }
+    # per category, thresholds optimized on it alone; no score where there is no window
+    assert sorted(categories) == ["artificialWithAnomaly", "realAWSCloudwatch"]
+    assert categories["realAWSCloudwatch"]["numenta"]["standard"] == 73.4
+    assert categories["artificialWithAnomaly"]["null"]["standard"] == 0.0
     details = json.loads((tmp_path / "nab_details.json").read_text())
     assert details["windows"] == 36
     assert details["detectors"]["numenta"]["standard"]["windows_detected"] == 30
