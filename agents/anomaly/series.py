@@ -44,6 +44,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from agents.anomaly._jit import kernel
 from agents.anomaly.analog import AnalogPrediction, AnalogScore
 from agents.anomaly.level import LevelScore, LevelShift
 from agents.anomaly.likelihood import AnomalyLikelihood, LikelihoodScore
@@ -62,7 +63,9 @@ class SeriesScores(NamedTuple):
 
     #: evidence in decades, one column per member (:data:`MEMBERS`)
     evidence: FloatArray
-    #: the side each member's evidence points to: +1 up, -1 down
+    #: the side each member's evidence points to: +1 up, -1 down (range: beyond which end;
+    #: level: the fast mean against the slow; seasonal and analog: the value against the slow
+    #: mean; trend: up)
     direction: FloatArray
     #: the raw scores of the likelihood members (seasonal, level, analog, trend)
     raw: FloatArray
@@ -72,6 +75,47 @@ class SeriesScores(NamedTuple):
     seasonal: SeasonalScore
     level: LevelScore
     analog: AnalogScore
+
+
+@kernel
+def _raw(seasonal, level, analog, trend, outside, trend_rows, rows):
+    """The likelihood members' raw scores, one column each (trend only where watched)."""
+    n = rows.shape[0]
+    raw = np.empty((n, 5))
+    for k in range(n):
+        raw[k, 0] = seasonal[k]
+        raw[k, 1] = level[k]
+        raw[k, 2] = analog[k]
+        raw[k, 3] = trend[k] if trend_rows[rows[k]] else 0.0
+        raw[k, 4] = outside[k]
+    return raw
+
+
+@kernel
+def _assemble(range_evidence, range_direction, likely, level_direction, x, slow, trend_rows,
+              steps, rows, ready_steps):
+    """Evidence and direction per member (the columns of MEMBERS) and readiness, per row."""
+    n = rows.shape[0]
+    evidence = np.zeros((n, 5))
+    direction = np.ones((n, 5))
+    ready = np.zeros(n, dtype=np.bool_)
+    for k in range(n):
+        r = rows[k]
+        ready[k] = steps[r] >= ready_steps
+        # a value beyond the range counts once, graded; staying out, through its likelihood
+        evidence[k, 0] = max(range_evidence[k] if ready[k] else 0.0, likely[k, 4])
+        evidence[k, 1] = likely[k, 0]
+        evidence[k, 2] = likely[k, 1]
+        evidence[k, 3] = likely[k, 2]
+        evidence[k, 4] = likely[k, 3] if trend_rows[r] else 0.0
+        # the side a likelihood member points to is the episode's, not one sample's: its
+        # evidence sums the last samples' surprise, whose own signs flip within a spike
+        above = 1.0 if x[k] >= slow[r] else -1.0
+        direction[k, 0] = range_direction[k]
+        direction[k, 1] = above
+        direction[k, 2] = level_direction[k]
+        direction[k, 3] = above
+    return evidence, direction, ready
 
 
 class SeriesDetector:
@@ -103,21 +147,19 @@ class SeriesDetector:
                    ) -> SeriesScores:
         """Every member's evidence for the values ``x`` at times ``t``. Changes nothing."""
         rows = np.asarray(idx, dtype=np.int64)
+        t = np.asarray(t, dtype=np.float64)
         x = np.asarray(x, dtype=np.float64)
         seasonal = self.seasonal.score_many(rows, t, x)
         level = self.level.score_many(rows, x)
         analog = self.analog.score_many(rows, x)
-        trend = self.trend.score_many(rows, t, x) * self.trend_rows[rows]
+        trend = self.trend.score_many(rows, t, x)
         range_evidence, range_direction, outside = self.range.score_many(rows, x)
-        raw = np.stack([seasonal.raw, level.raw, analog.raw, trend, outside], axis=1)
+        raw = _raw(seasonal.raw, level.raw, analog.raw, trend, outside, self.trend_rows, rows)
         likely = self.likelihood.score_many(rows, raw)
-        ready = self.ready(rows)
-        # a value beyond the range counts once, graded; staying out, through its likelihood
-        range_evidence = np.maximum(range_evidence * ready, likely.evidence[:, 4])
-        evidence = np.concatenate([range_evidence[:, None], likely.evidence[:, :4]], axis=1)
-        evidence[:, -1] *= self.trend_rows[rows]  # trend only where it is watched
-        direction = np.stack([range_direction, seasonal.direction, level.direction,
-                              analog.direction, np.ones(len(rows))], axis=1)
+        evidence, direction, ready = _assemble(
+            range_evidence, range_direction, likely.evidence, level.direction, x,
+            self.level.slow, self.trend_rows, self.likelihood.steps, rows,
+            self.likelihood.learn_steps + self.likelihood.estimate_steps)
         return SeriesScores(evidence, direction, raw, likely, ready, seasonal, level, analog)
 
     def learn_many(self, idx: npt.ArrayLike, t: npt.ArrayLike, x: npt.ArrayLike,

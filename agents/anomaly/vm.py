@@ -31,6 +31,7 @@ samples and verdicts as dicts. NAB's univariate benchmark runs the same code wit
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -92,10 +93,11 @@ def _shape(x, slow, variance, rows, clip_z):
 
 
 @kernel
-def _combine(series_evidence, series_direction, series_ready, shape, rarity, stuck,
-             previous, rows, red, yellow):
-    """The evidence of every column, its direction, the strongest (the first of equals) and
-    its onset-filtered value, per VM."""
+def _combine(series_evidence, series_direction, series_ready, shape, rarity, has_window, x,
+             last, rate, base, run, floor, ceiling, previous, rows, red, yellow):
+    """Per VM: whether every metric repeated its last value (a stuck agent's step), the
+    evidence of every column (the univariate members per metric, then rarity and stuck), its
+    direction, the strongest (the first of equals) and its onset-filtered value."""
     n, m = shape.shape
     members = series_evidence.shape[1]
     columns = m * members + 2
@@ -104,29 +106,42 @@ def _combine(series_evidence, series_direction, series_ready, shape, rarity, stu
     best = np.zeros(n)
     winner = np.zeros(n, dtype=np.int64)
     filtered = np.zeros(n)
+    repeated = np.zeros(n, dtype=np.bool_)
     for k in range(n):
+        r = rows[k]
         ready = True
         furthest = 0
+        same = m >= 2
         for i in range(m):
             ready = ready and series_ready[k * m + i]
+            same = same and x[k, i] == last[r, i]
             if abs(shape[k, i] - 0.5) > abs(shape[k, furthest] - 0.5):
                 furthest = i
+        repeated[k] = same
         joint = 1.0 if shape[k, furthest] >= 0.5 else -1.0
+        if ready:
+            for i in range(m):
+                for j in range(members):
+                    evidence[k, i * members + j] = series_evidence[k * m + i, j]
         for i in range(m):
             for j in range(members):
-                evidence[k, i * members + j] = series_evidence[k * m + i, j] if ready else 0.0
                 direction[k, i * members + j] = series_direction[k * m + i, j]
-        evidence[k, columns - 2] = rarity[k] if ready else 0.0
-        evidence[k, columns - 1] = stuck[k] if ready else 0.0
+        if ready and m >= 2:  # the joint members need two metrics or more
+            if has_window[r]:
+                evidence[k, columns - 2] = rarity[k]
+            if same:  # a run of all-repeat steps, judged by the rate when it began
+                q = base[r] if run[r] > 0 else rate[r]
+                q = min(max(q, floor), ceiling)
+                evidence[k, columns - 1] = -(run[r] + 1) * math.log10(q)
         direction[k, columns - 2] = joint
         direction[k, columns - 1] = joint
         for c in range(columns):
             if evidence[k, c] > best[k]:
                 best[k] = evidence[k, c]
                 winner[k] = c
-        both_red = previous[rows[k]] >= red and best[k] >= red
+        both_red = previous[r] >= red and best[k] >= red
         filtered[k] = yellow if both_red else best[k]
-    return evidence, direction, best, winner, filtered
+    return evidence, direction, best, winner, filtered, repeated
 
 
 class FleetDetector:
@@ -165,10 +180,13 @@ class FleetDetector:
             ("*", "rarity"), ("*", "stuck"))
         # River orders a sample's features by name: the trees see the metrics sorted
         self._sorted = np.array(sorted(range(m), key=self.metrics.__getitem__))
+        self._offsets = np.arange(m)
 
     def _series_rows(self, rows: IntArray) -> IntArray:
         m = len(self.metrics)
-        return np.asarray((rows[:, None] * m + np.arange(m)[None, :]).ravel())
+        if len(rows) == 1:  # one VM, as the per-VM pipeline steps it
+            return self._offsets + rows[0] * m
+        return np.asarray((rows[:, None] * m + self._offsets[None, :]).ravel())
 
     def ready(self, idx: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Which VMs give evidence (every metric's warm-up is behind it)."""
@@ -189,7 +207,7 @@ class FleetDetector:
         Changes nothing."""
         rows = np.asarray(idx, dtype=np.int64)
         x = np.asarray(x, dtype=np.float64)
-        n, m = x.shape
+        m = x.shape[1]
         srows = self._series_rows(rows)
         s = self.series.score_many(srows, np.repeat(np.asarray(t, dtype=np.float64), m),
                                    x.ravel())
@@ -197,15 +215,11 @@ class FleetDetector:
         shape = _shape(x, level.slow, level.variance, rows, CLIP_Z)
         path = self.trees.path(shape[:, self._sorted])
         trees = self.trees.score_many(rows, None, path)
-        repeated = np.zeros(n, dtype=bool)
-        rarity = stuck = np.zeros(n)
-        if m >= 2:  # the joint members need two metrics or more
-            has_window = self.trees.windows[rows] > 0
-            rarity = self.rarity.score_many(rows, trees[:, None]).evidence[:, 0] * has_window
-            repeated = (x == self.last[rows]).all(axis=1)
-            stuck = self.stuck.score_many(rows, self.stuck.next_run(rows, repeated))
-        evidence, direction, best, winner, filtered = _combine(
-            s.evidence, s.direction, s.ready, shape, rarity, stuck, self.previous, rows,
+        rarity = self.rarity.score_many(rows, trees[:, None]).evidence[:, 0]
+        stuck = self.stuck
+        evidence, direction, best, winner, filtered, repeated = _combine(
+            s.evidence, s.direction, s.ready, shape, rarity, self.trees.windows, x, self.last,
+            stuck.rate, stuck.base, stuck.run, stuck.floor, stuck.ceiling, self.previous, rows,
             RED_DECADES, YELLOW_DECADES)
         return FleetScores(evidence, direction, best, winner, filtered, shape, s, path, trees,
                            repeated)
@@ -258,10 +272,11 @@ class VMDetector:
     def __init__(self, metrics: tuple[str, ...] = METRIC_FIELDS, **params: Any) -> None:
         self.fleet = FleetDetector(metrics, rows=1, **params)
         self.metrics = self.fleet.metrics
+        self._row = np.zeros(1, dtype=np.int64)
 
     @property
     def ready(self) -> bool:
-        return bool(self.fleet.ready([0])[0])
+        return bool(self.fleet.ready(self._row)[0])
 
     def _sample(self, values: Mapping[str, float]) -> FloatArray:
         return np.array([[values[m] for m in self.metrics]], dtype=np.float64)
@@ -269,7 +284,8 @@ class VMDetector:
     def score_one(self, timestamp: float, values: Mapping[str, float]) -> Verdict:
         """Score a sample (a dict with a value for every metric) before learning it."""
         fleet = self.fleet
-        s = fleet.score_many([0], [timestamp], self._sample(values))
+        s = fleet.score_many(self._row, np.array([timestamp], dtype=np.float64),
+                             self._sample(values))
         evidence = dict(zip(fleet.columns, s.evidence[0].tolist(), strict=True))
         best = float(s.best[0])
         if best <= 0.0:
@@ -286,7 +302,8 @@ class VMDetector:
                   verdict: Verdict | None = None) -> None:
         """Learn a sample (``verdict``: its :meth:`score_one`, so nothing is computed twice)."""
         scored = verdict.scored if verdict is not None else None
-        self.fleet.learn_many([0], [timestamp], self._sample(values), scored)
+        self.fleet.learn_many(self._row, np.array([timestamp], dtype=np.float64),
+                              self._sample(values), scored)
 
     def explain(self, values: Mapping[str, float], top: int = 3,
                 focus: str = "") -> list[FeatureContribution]:
@@ -303,6 +320,23 @@ class VMDetector:
                                            zscore=round(max(min(float(z), 1e6), -1e6), 3)))
         out.sort(key=lambda c: (c.name != focus, -abs(c.zscore)))
         return out[:top]
+
+
+def warm_up() -> float:
+    """Compile every detector kernel now, or load it from numba's on-disk cache: the seconds
+    it took. A worker calls this before it consumes, so the first batch does not stall the
+    event loop for the compilation (about 20 s on two cores, once per source change).
+
+    >>> warm_up() >= 0.0
+    True
+    """
+    start = time.perf_counter()
+    det = VMDetector()
+    sample = dict.fromkeys(det.metrics, 1.0)
+    for step in range(3):
+        verdict = det.score_one(step * 300.0, sample)
+        det.learn_one(step * 300.0, sample, verdict)
+    return time.perf_counter() - start
 
 
 def score_series(timestamps: npt.ArrayLike, values: npt.ArrayLike) -> FloatArray:
