@@ -170,8 +170,10 @@ def view_counters(port: int, settings: Settings) -> dict[str, float]:
     return counters
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path,
-                timeout_s: float = 120.0) -> None:
+def wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path,
+               timeout_s: float = 120.0) -> None:
+    """Block until the worker's ``/readyz`` answers 200 (its tables recovered, not
+    rebalancing)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -334,7 +336,7 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
         console.print(f"starting a worker (log: {log_path}, status page: "
                       f"http://127.0.0.1:{settings.web_port}/, metrics: "
                       f"http://127.0.0.1:{settings.web_port}/metrics)")
-        _wait_ready(worker, settings.web_port, log_path)
+        wait_ready(worker, settings.web_port, log_path)
         console.print(f"replaying {args.data} at {args.speedup:g}x; alerts and recommendations "
                       "follow as they are published. Ctrl-C stops everything.")
         asyncio.run(_live(settings, args, console, settings.web_port, from_start=bool(kafka)))
