@@ -112,7 +112,7 @@ def register_model_agent(service: Service, processor: MetricsProcessor, turn: as
                 refused += 1
                 continue
             written.append(write_through(state_table, key, raw, event))
-            processor.cache[key] = state
+            processor.install(key, state)
             restored += 1
         await asyncio.gather(*written)
         report = RollbackReport(cmd.request_id, cmd.version, partition, restored, refused,

@@ -178,10 +178,12 @@ def _weighed(raw: Verdict, evidence: Mapping[Key, float], factor: float,
 
 
 def _detect(state: VMState, ev: MetricEvent, values: dict[str, float], x: dict[str, float],
-            cfg: PipelineConfig, out: Outputs, fleet: ClassSensitivity | None = None) -> None:
+            cfg: PipelineConfig, out: Outputs, fleet: ClassSensitivity | None = None,
+            raw: Verdict | None = None) -> None:
     det = state.detector
-    raw = det.score_one(ev.timestamp, values)
-    det.learn_one(ev.timestamp, values, raw)
+    if raw is None:
+        raw = det.score_one(ev.timestamp, values)
+        det.learn_one(ev.timestamp, values, raw)
     threshold = cfg.alert_threshold
     z_thr = z_for_score(threshold)
     flat = is_flatline(x) and det.ready
@@ -277,6 +279,54 @@ def _report_to_host(state: VMState, ev: MetricEvent, cfg: PipelineConfig, out: O
         memory_used_bytes=ev.memory_used_bytes, anti_affinity_group=ev.anti_affinity_group))
 
 
+@dataclass
+class Step:
+    """An event between :func:`begin_event` and :func:`finish_event`: its values, in the
+    order of ``cfg.metrics``, and its features."""
+
+    ev: MetricEvent
+    values: dict[str, float]
+    features: dict[str, float]
+
+
+def begin_event(state: VMState, ev: MetricEvent, cfg: PipelineConfig,
+                values: dict[str, float] | None = None) -> Step | None:
+    """The first part of :func:`process_event`: count the event and update the features.
+    None for a late or replayed sample (counted, not learned twice): it has no outputs."""
+    state.host_id = ev.host_id
+    state.events_total += 1
+    late_before = state.features.late_events_total
+    if values is None:
+        values = ev.metrics()
+        if len(cfg.metrics) != len(values):
+            values = {m: values[m] for m in cfg.metrics}
+    x = state.features.update(ev.timestamp, values)
+    if state.features.late_events_total != late_before:
+        return None
+    return Step(ev, values, x)
+
+
+def finish_event(state: VMState, step: Step, cfg: PipelineConfig,
+                 fleet: ClassSensitivity | None = None,
+                 hosts: Mapping[str, HostState] | None = None,
+                 raw: Verdict | None = None) -> Outputs:
+    """The rest of :func:`process_event`: detection, forecasts, scaling. ``raw``: the
+    detector's verdict on the sample when it was already scored and learned (a batch of
+    VMs stepped together, :class:`agents.anomaly.pool.DetectorPool`); otherwise the VM's
+    detector scores and learns it here."""
+    out = Outputs()
+    ev = step.ev
+    _detect(state, ev, step.values, step.features, cfg, out, fleet, raw)
+    _forecast(state, ev, step.values, cfg, out)
+    if not cfg.scales:
+        return out
+    rec = state.scaling.recommend(ev, state.forecasters, hosts)
+    if rec is not None:
+        out.recommendations.append(rec)
+    _report_to_host(state, ev, cfg, out, changed=rec is not None)
+    return out
+
+
 def process_event(state: VMState, ev: MetricEvent, cfg: PipelineConfig,
                   fleet: ClassSensitivity | None = None,
                   hosts: Mapping[str, HostState] | None = None,
@@ -288,26 +338,10 @@ def process_event(state: VMState, ev: MetricEvent, cfg: PipelineConfig,
     ``values``: the values of ``cfg.metrics`` (default: read from ``ev``); a backtest of a
     single series names its metric ``value`` and gives it here.
     """
-    out = Outputs()
-    state.host_id = ev.host_id
-    state.events_total += 1
-    late_before = state.features.late_events_total
-    if values is None:
-        values = ev.metrics()
-        if len(cfg.metrics) != len(values):
-            values = {m: values[m] for m in cfg.metrics}
-    x = state.features.update(ev.timestamp, values)
-    if state.features.late_events_total != late_before:
-        return out  # late or replayed sample: counted, not learned twice
-    _detect(state, ev, values, x, cfg, out, fleet)
-    _forecast(state, ev, values, cfg, out)
-    if not cfg.scales:
-        return out
-    rec = state.scaling.recommend(ev, state.forecasters, hosts)
-    if rec is not None:
-        out.recommendations.append(rec)
-    _report_to_host(state, ev, cfg, out, changed=rec is not None)
-    return out
+    step = begin_event(state, ev, cfg, values)
+    if step is None:
+        return Outputs()  # late or replayed sample: counted, not learned twice
+    return finish_event(state, step, cfg, fleet, hosts)
 
 
 def apply_feedback(state: VMState, feedback: Feedback, cfg: PipelineConfig

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agents.anomaly.feedback import ClassSensitivity
+from agents.anomaly.pool import DetectorPool
 from agents.expiry import IdleTracker
 from agents.pipeline import (
     Outputs,
@@ -38,10 +39,10 @@ from agents.pipeline import (
     VMState,
     apply_feedback,
     new_state,
-    process_event,
 )
 from agents.scaling.patterns import PATTERNS
 from agents.scaling.placement import HostState
+from agents.stepper import step_events
 from schemas.records import MetricEvent, to_json
 from schemas.validate import Rejected, dead_letter, decode_feedback, decode_metric, incident_vm_id
 from streams.observability import WorkerMetrics
@@ -147,6 +148,8 @@ class MetricsProcessor:
         self.max_message_bytes = max_message_bytes
         self.max_future_skew_s = max_future_skew_s
         self.cache: dict[bytes, VMState] = {}
+        #: the cached VMs' detectors, stepped a batch at a time (agents.stepper)
+        self.pool = DetectorPool(cfg.metrics)
         #: class-feedback key -> (stored bytes, decoded or None if refused): decoded again
         #: only when the bytes change
         self._fleet_parts: dict[bytes, tuple[bytes, ClassSensitivity | None]] = {}
@@ -165,6 +168,7 @@ class MetricsProcessor:
     def forget(self) -> None:
         """Drop cached states (call when partitions are revoked or reassigned)."""
         self.cache.clear()
+        self.pool = DetectorPool(self.cfg.metrics)  # states still held elsewhere keep theirs
         self.dirty.clear()
         self._dirty_in.clear()
         self.metrics.cached_vms.set(0)
@@ -199,7 +203,9 @@ class MetricsProcessor:
         gone = self.idle.expired(held, now)
         for key in gone:
             self.idle.forget(key)
-            self.cache.pop(key, None)
+            state = self.cache.pop(key, None)
+            if state is not None:
+                state.detector.detach()
             self._clean(key)
         if gone:
             self.metrics.vms_expired.inc(len(gone))
@@ -211,6 +217,13 @@ class MetricsProcessor:
         for a VM this worker has never seen. Read only: a view asked for during a rebalance,
         before the table is recovered, must not leave a stale state for the agent to use."""
         return self._stored_state(key, cache=False)
+
+    def install(self, key: bytes, state: VMState) -> None:
+        """Make ``state`` the VM's cached state (a rollback restores a snapshot)."""
+        old = self.cache.get(key)
+        if old is not None:
+            old.detector.detach()
+        self.cache[key] = state
 
     def _state(self, key: bytes) -> VMState:
         state = self._stored_state(key)
@@ -283,6 +296,7 @@ class MetricsProcessor:
         urgent: set[bytes] = set()
         fleet = self.refresh_fleet()
         hosts = self.hosts()
+        accepted: list[tuple[Inbound, MetricEvent, bytes]] = []
         for msg in batch:
             self.metrics.events_in.labels(topic=msg.topic).inc()
             ev = decode_metric(msg.value, now=now, max_bytes=self.max_message_bytes,
@@ -295,7 +309,10 @@ class MetricsProcessor:
                 result.rekeyed.append((key, msg.value))
                 self.metrics.events_rekeyed.inc()
                 continue
-            out = process_event(self._state(key), ev, self.cfg, fleet, hosts)
+            accepted.append((msg, ev, key))
+        outs = step_events([(self._state(key), ev) for _, ev, key in accepted], self.cfg,
+                           self.pool, fleet, hosts)
+        for (msg, ev, key), out in zip(accepted, outs, strict=True):
             result.events.append((ev, out))
             result.alerts.extend((key, to_json(a)) for a in out.alerts)
             for a in out.alerts:

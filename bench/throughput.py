@@ -1,6 +1,6 @@
 """Throughput and latency of one worker against the machine's limit, on the real local broker.
 
-One run, four measurements (issue 7):
+One run, five measurements (issues 7 and 17):
 
 1. **Preload** ``--events`` metric messages from ``--vms`` VMs into ``vm.metrics``: the
    Bitbrains traces tiled over the fleet, VM ``i`` replaying trace ``i mod T`` from its own
@@ -10,7 +10,10 @@ One run, four measurements (issue 7):
    preloaded topic; events per second from its first processed event until the topic is
    drained (or ``--max-pipeline-s`` has passed: the rate is then over the time it had, and
    ``drained`` says false).
-4. **Latency** at steady offered rates (``--rates``, default 1,000 and 5,000 events/s, then
+4. **Bare Faust**: ``bench/faust_bare.py``, a Faust worker whose one agent takes batches from
+   the same topic as the metrics agent does and only decodes them, in its own consumer group;
+   ``pipeline_vs_faust`` is the pipeline's rate over its rate.
+5. **Latency** at steady offered rates (``--rates``, default 2,500 and 5,000 events/s, then
    half the pipeline's rate), each with its own fresh topics, worker and VMs (a quarter as
    many as the rate, unless ``--latency-vms``): the time from just before an event is
    produced to the moment its first forecast record reaches a consumer, p50 and p99 over
@@ -21,15 +24,16 @@ One run, four measurements (issue 7):
 Writes ``bench/results/throughput.json``::
 
     {"raw_events_per_s": r, "pipeline_events_per_s": p, "ratio": p / r,
-     "latency_ms": {"1000": {"p50": a, "p99": b}, "5000": {"p50": c, "p99": d}}, ...}
+     "faust_bare_events_per_s": f, "pipeline_vs_faust": p / f,
+     "latency_ms": {"2500": {"p50": a, "p99": b}, "5000": {"p50": c, "p99": d}}, ...}
 
 Usage::
 
     python bench/throughput.py [--events 1000000] [--vms 10000]
                                [--data ../shared/data/bitbrains_rnd]
 
-Targets: >= 10,000 events/s per worker with every learner on, p99 < 100 ms at 5,000 events/s,
-and beyond that a ratio >= 0.25.
+Targets (issue 17): >= 5,000 events/s per worker with every learner on and the topic drained,
+pipeline_vs_faust >= 0.5, p99 < 250 ms kept up at 5,000 events/s and < 100 ms at 2,500.
 """
 
 from __future__ import annotations
@@ -59,7 +63,13 @@ from schemas.validate import Rejected, decode_metric  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
 from streams.broker import LocalKafka, free_port  # noqa: E402
 from streams.model_store import partition_for  # noqa: E402
-from streams.runner import spawn_worker, stop_process, worker_counters  # noqa: E402
+from streams.runner import (  # noqa: E402
+    settings_env,
+    spawn_worker,
+    stop_process,
+    wait_ready,
+    worker_counters,
+)
 from streams.settings import Settings  # noqa: E402
 from streams.traces import DEFAULT_BITBRAINS_DIR, bitbrains_files, read_vm  # noqa: E402
 
@@ -69,16 +79,20 @@ _T0 = 1_700_000_000.0
 
 class Fleet:
     """``vms`` VMs replaying the traces: VM ``i`` is trace ``i mod T`` from its own offset,
-    one sample per round, rounds ``step_s`` apart in event time."""
+    one sample per round, rounds ``step_s`` apart in event time. VM ids count from
+    ``first_id`` (a second fleet of new VMs starts where the first ended)."""
 
-    def __init__(self, data: Path, vms: int, step_s: float = _STEP_S) -> None:
+    def __init__(self, data: Path, vms: int, step_s: float = _STEP_S,
+                 first_id: int = 0) -> None:
         files = bitbrains_files(data)
+        self.first_id = first_id
         self.traces = [list(read_vm(paths, n)) for n, paths in files.items()]
         t = len(self.traces)
         self.vms = vms
         # Offsets spread each trace's copies over its length (a prime stride, so copies of one
         # trace are not in step).
-        self.offsets = [(i // t) * 7919 % len(self.traces[i % t]) for i in range(vms)]
+        self.offsets = [(n // t) * 7919 % len(self.traces[n % t])
+                        for n in range(first_id, first_id + vms)]
         self.step_s = step_s
         self.round = 0
         self.index = 0
@@ -88,12 +102,13 @@ class Fleet:
 
     def __next__(self) -> dict[str, Any]:
         i, r = self.index, self.round
-        trace = self.traces[i % len(self.traces)]
+        trace = self.traces[(self.first_id + i) % len(self.traces)]
         row = trace[(self.offsets[i] + r) % len(trace)]
         self.index += 1
         if self.index == self.vms:
             self.index, self.round = 0, r + 1
-        return {**row, "vm_id": f"vm-{i:06d}", "host_id": f"host-{i // 8:05d}",
+        n = self.first_id + i
+        return {**row, "vm_id": f"vm-{n:06d}", "host_id": f"host-{n // 8:05d}",
                 "timestamp": _T0 + r * self.step_s}
 
 
@@ -162,13 +177,15 @@ async def raw_limit(settings: Settings, n: int) -> float:
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """A worker on ``settings``, returned once it is ready (partitions assigned, tables
+    recovered), so that no measurement includes its start."""
     log = open(log_path, "wb")  # noqa: SIM115 - the worker's, for its life
     worker = spawn_worker(settings, log)
-    deadline = time.monotonic() + 120
-    while not worker_counters(settings.web_port):
-        if worker.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the worker did not start; see {log_path}")
-        time.sleep(0.5)
+    try:
+        wait_ready(worker, settings.web_port, log_path, timeout_s=180.0)
+    except RuntimeError as exc:
+        stop_process(worker)
+        raise SystemExit(str(exc)) from None
     return worker
 
 
@@ -205,6 +222,27 @@ def pipeline(settings: Settings, n: int, max_s: float, log_path: Path) -> dict[s
                 "second_half_events_per_s": (done - done_half) / max(elapsed - t_half, 1e-9)}
     finally:
         stop_process(worker)
+
+
+def faust_bare(settings: Settings, n: int, max_s: float, tmp: Path) -> dict[str, Any]:
+    """``bench/faust_bare.py`` on ``settings``' topic, in a consumer group of its own."""
+    out = tmp / "faust_bare.json"
+    bare = dataclasses.replace(settings, app_id=settings.app_id + "-bare",
+                               data_dir=str(tmp / "bare"))
+    with open(tmp / "faust_bare.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "bench" / "faust_bare.py"), "--events", str(n),
+             "--max-s", str(max_s), "--out", str(out)], cwd=REPO,
+            env={**os.environ, **settings_env(bare)}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            proc.wait(timeout=max_s + 180)
+        finally:
+            stop_process(proc)
+    if not out.exists():
+        raise SystemExit(f"bench/faust_bare.py wrote no result; see {tmp / 'faust_bare.log'}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
 
 
 async def latency(settings: Settings, fleet: Fleet, rate: float, warmup_s: float,
@@ -288,6 +326,15 @@ async def latency(settings: Settings, fleet: Fleet, rate: float, warmup_s: float
             "p99": float(np.percentile(lat, 99)) if lat.size else None}
 
 
+def write_result(out: Path, result: dict[str, Any], script: str, argv: list[str] | None,
+                 args: argparse.Namespace) -> None:
+    """``result`` with the command that made it and its parameters, as JSON at ``out``."""
+    result["command"] = f"python bench/{script} " + " ".join(argv or sys.argv[1:])
+    result["params"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def worker_settings(base: Settings, tmp: Path, name: str) -> Settings:
     return dataclasses.replace(
         base, topic_prefix=f"tp{os.getpid()}{name}.", app_id=f"novacron-tp-{os.getpid()}-{name}",
@@ -304,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop measuring the pipeline after this long if not drained")
     p.add_argument("--step-s", type=float, default=_STEP_S,
                    help="event time between a VM's samples (the Bitbrains traces: 300)")
-    p.add_argument("--rates", default="1000,5000", help="offered rates for latency, events/s")
+    p.add_argument("--rates", default="2500,5000", help="offered rates for latency, events/s")
     p.add_argument("--latency-vms", type=int, default=0,
                    help="VMs of each latency run (fresh topics, worker and VMs); default: a "
                         "quarter of the rate, so that each VM forecasts every 7.5 s")
@@ -341,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pipeline: {pipe['events_per_s']:,.0f} events/s "
               f"({'drained' if pipe['drained'] else 'not drained'} after "
               f"{pipe['elapsed_s']:.0f} s)", flush=True)
+        bare = faust_bare(settings, args.events, args.max_pipeline_s, tmp)
+        print(f"bare Faust agent (take batches + orjson decode): "
+              f"{bare['events_per_s']:,.0f} events/s", flush=True)
         lat: dict[str, Any] = {}
         half = max(1, int(pipe["second_half_events_per_s"] / 2))
         for rate in [*rates, half]:
@@ -364,21 +414,23 @@ def main(argv: list[str] | None = None) -> int:
             "raw_events_per_s": raw,
             "pipeline_events_per_s": pipe["events_per_s"],
             "ratio": pipe["events_per_s"] / raw,
+            "faust_bare_events_per_s": bare["events_per_s"],
+            "pipeline_vs_faust": pipe["events_per_s"] / bare["events_per_s"],
             "latency_ms": {str(r): {"p50": lat[str(r)]["p50"], "p99": lat[str(r)]["p99"]}
                            for r in rates},
             "latency_ms_at_half_pipeline_rate": {"rate": half, "p50": lat[str(half)]["p50"],
                                                  "p99": lat[str(half)]["p99"]},
             "pipeline": pipe,
+            "faust_bare": bare,
             "latency_detail": lat,
             "preload_events_per_s": produce_rate,
-            "targets": {"pipeline_events_per_s": 10_000, "p99_ms_at_5000": 100, "ratio": 0.25},
-            "command": "python bench/throughput.py " + " ".join(argv or sys.argv[1:]),
-            "params": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "targets": {"pipeline_events_per_s": 5_000, "pipeline_vs_faust": 0.5,
+                        "p99_ms_at_5000": 250, "p99_ms_at_2500": 100},
             "cpus": os.cpu_count(),
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"ratio {result['ratio']:.4f}; written {args.out}")
+        write_result(args.out, result, "throughput.py", argv, args)
+        print(f"ratio {result['ratio']:.4f}, pipeline/faust "
+              f"{result['pipeline_vs_faust']:.3f}; written {args.out}")
         return 0
     finally:
         if kafka is not None:

@@ -8,7 +8,7 @@ import logging
 import faust
 from prometheus_client import CollectorRegistry
 
-from agents.anomaly.vm import warm_up
+from agents.anomaly.pool import warm_up
 from streams.admin import ensure_topics
 from streams.app import create_app
 from streams.logs import logging_config

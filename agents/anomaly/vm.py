@@ -31,10 +31,9 @@ samples and verdicts as dicts. NAB's univariate benchmark runs the same code wit
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +44,9 @@ from agents.anomaly.likelihood import RED_DECADES, YELLOW_DECADES, AnomalyLikeli
 from agents.anomaly.series import MEMBERS, SeriesDetector, SeriesScores
 from agents.anomaly.stuck import StuckRun
 from schemas.records import METRIC_FIELDS, FeatureContribution
+
+if TYPE_CHECKING:
+    from agents.anomaly.pool import DetectorPool
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -263,15 +265,80 @@ class Verdict:
     scored: Any = field(default=None, repr=False, compare=False)
 
 
+def verdict_of(fleet: FleetDetector, s: FleetScores, k: int) -> Verdict:
+    """The :class:`Verdict` on the ``k``-th sample of ``s`` (a :meth:`FleetDetector.score_many`
+    of ``fleet``)."""
+    evidence = dict(zip(fleet.columns, s.evidence[k].tolist(), strict=True))
+    best = float(s.best[k])
+    if best <= 0.0:
+        return Verdict(score=0.0, evidence=evidence, scored=s)
+    winner = int(s.winner[k])
+    metric, kind = fleet.columns[winner]
+    if metric == "*":  # joint evidence: name the metric furthest from its baseline
+        metric = fleet.metrics[int(np.argmax(np.abs(s.shape[k] - 0.5)))]
+    return Verdict(score=squash(best), metric=metric, kind=kind,
+                   direction=float(s.direction[k, winner]), evidence=evidence,
+                   onset=squash(float(s.onset[k])), scored=s)
+
+
 class VMDetector:
     """One VM of a :class:`FleetDetector`, with samples and verdicts as dicts.
 
-    Parameters are :class:`FleetDetector`'s.
+    On its own it is a one-row fleet detector. :meth:`attach` moves its rows into a slot of a
+    :class:`~agents.anomaly.pool.DetectorPool`, so that a batch of many VMs' samples is
+    scored and learned at once (:meth:`~agents.anomaly.pool.DetectorPool.step`); pickling
+    always gives the one-row form. Parameters are :class:`FleetDetector`'s.
     """
 
+    _pool: DetectorPool | None = None  # states pickled before pools had none
+
     def __init__(self, metrics: tuple[str, ...] = METRIC_FIELDS, **params: Any) -> None:
-        self.fleet = FleetDetector(metrics, rows=1, **params)
-        self.metrics = self.fleet.metrics
+        self._own = FleetDetector(metrics, rows=1, **params)
+        self.metrics = self._own.metrics
+        self._row = np.zeros(1, dtype=np.int64)
+
+    @property
+    def fleet(self) -> FleetDetector:
+        """The fleet detector holding this VM's rows (row ``slot``)."""
+        return self._pool.fleet if self._pool is not None else self._own
+
+    @property
+    def slot(self) -> int:
+        """This VM's row of :attr:`fleet`."""
+        return int(self._row[0])
+
+    @property
+    def pool(self) -> DetectorPool | None:
+        """The pool it is attached to, if any."""
+        return self._pool
+
+    def attach(self, pool: DetectorPool) -> None:
+        """Move this VM's rows into a free slot of ``pool`` (same metrics)."""
+        if self._pool is not None:
+            raise ValueError("already attached to a pool")
+        if pool.metrics != self.metrics:
+            raise ValueError(f"the pool learns {pool.metrics}, this VM {self.metrics}")
+        slot = pool.acquire()
+        pool.copy_in(self._own, slot)
+        self._pool, self._row = pool, np.array([slot], dtype=np.int64)
+        del self._own
+
+    def detach(self) -> None:
+        """Copy this VM's rows out of its pool and free the slot."""
+        if self._pool is None:
+            return
+        self._own = self._pool.copy_out(self.slot)
+        self._pool.release(self.slot)
+        self._pool, self._row = None, np.zeros(1, dtype=np.int64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The one-row form, whether attached or not (and the format states always had).
+        fleet = self._pool.copy_out(self.slot) if self._pool is not None else self._own
+        return {"fleet": fleet, "metrics": self.metrics, "_row": np.zeros(1, dtype=np.int64)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._own = state["fleet"]
+        self.metrics = state["metrics"]
         self._row = np.zeros(1, dtype=np.int64)
 
     @property
@@ -283,20 +350,9 @@ class VMDetector:
 
     def score_one(self, timestamp: float, values: Mapping[str, float]) -> Verdict:
         """Score a sample (a dict with a value for every metric) before learning it."""
-        fleet = self.fleet
-        s = fleet.score_many(self._row, np.array([timestamp], dtype=np.float64),
-                             self._sample(values))
-        evidence = dict(zip(fleet.columns, s.evidence[0].tolist(), strict=True))
-        best = float(s.best[0])
-        if best <= 0.0:
-            return Verdict(score=0.0, evidence=evidence, scored=s)
-        winner = int(s.winner[0])
-        metric, kind = fleet.columns[winner]
-        if metric == "*":  # joint evidence: name the metric furthest from its baseline
-            metric = self.metrics[int(np.argmax(np.abs(s.shape[0] - 0.5)))]
-        return Verdict(score=squash(best), metric=metric, kind=kind,
-                       direction=float(s.direction[0, winner]), evidence=evidence,
-                       onset=squash(float(s.onset[0])), scored=s)
+        s = self.fleet.score_many(self._row, np.array([timestamp], dtype=np.float64),
+                                  self._sample(values))
+        return verdict_of(self.fleet, s, 0)
 
     def learn_one(self, timestamp: float, values: Mapping[str, float],
                   verdict: Verdict | None = None) -> None:
@@ -309,7 +365,7 @@ class VMDetector:
                 focus: str = "") -> list[FeatureContribution]:
         """The ``top`` metrics furthest from their baseline (slow mean), in spreads; the
         ``focus`` metric (the one whose evidence raised the alert) first."""
-        mean, spread = self.fleet.baseline([0])
+        mean, spread = self.fleet.baseline(self._row)
         out = []
         for i, m in enumerate(self.metrics):
             if m not in values:
@@ -320,23 +376,6 @@ class VMDetector:
                                            zscore=round(max(min(float(z), 1e6), -1e6), 3)))
         out.sort(key=lambda c: (c.name != focus, -abs(c.zscore)))
         return out[:top]
-
-
-def warm_up() -> float:
-    """Compile every detector kernel now, or load it from numba's on-disk cache: the seconds
-    it took. A worker calls this before it consumes, so the first batch does not stall the
-    event loop for the compilation (about 20 s on two cores, once per source change).
-
-    >>> warm_up() >= 0.0
-    True
-    """
-    start = time.perf_counter()
-    det = VMDetector()
-    sample = dict.fromkeys(det.metrics, 1.0)
-    for step in range(3):
-        verdict = det.score_one(step * 300.0, sample)
-        det.learn_one(step * 300.0, sample, verdict)
-    return time.perf_counter() - start
 
 
 def score_series(timestamps: npt.ArrayLike, values: npt.ArrayLike) -> FloatArray:

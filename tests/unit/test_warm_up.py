@@ -20,7 +20,7 @@ import agents.anomaly as pkg
 import pkgutil, importlib
 from prometheus_client import CollectorRegistry
 import orjson
-from agents.anomaly.vm import warm_up
+from agents.anomaly.pool import warm_up
 from agents.pipeline import PipelineConfig
 from agents.processor import Inbound, MetricsProcessor
 from streams.observability import WorkerMetrics
