@@ -119,7 +119,8 @@ def register_agents(service: Service) -> None:
         pipeline_config(settings), StateCodec(settings.state_signing_key.encode()),
         load_state=state_table.get, metrics=service.metrics,
         load_fleet=lambda: list(fleet_table.items()),
-        load_hosts=lambda: list(host_directory.items()),
+        # items(), not list(items()): list() asks the table's length first, another walk
+        load_hosts=lambda: host_directory.items(),
         max_message_bytes=settings.max_message_bytes,
         max_future_skew_s=settings.max_future_skew_s,
         idle_expiry_s=settings.idle_vm_expiry_s, state_flush_s=settings.state_flush_s)

@@ -27,6 +27,7 @@ worker that owns the partition; the processor reads and adds up all of them).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -49,6 +50,9 @@ from streams.observability import WorkerMetrics
 from streams.state_codec import StateCodec, StateIntegrityError
 
 log = logging.getLogger(__name__)
+
+#: how often a batch reads the host directory again, at most (seconds of wall clock)
+HOSTS_REFRESH_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,7 @@ class MetricsProcessor:
         self.load_hosts = load_hosts
         self._hosts: dict[bytes, tuple[bytes, HostState | None]] = {}
         self._unreadable_hosts: dict[bytes, bytes] = {}
+        self._hosts_read_at = -math.inf
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
         self.max_future_skew_s = max_future_skew_s
@@ -272,15 +277,19 @@ class MetricsProcessor:
             self.metrics.vm_patterns.labels(pattern=name).set(n)
         return counts
 
-    def hosts(self) -> HostDirectory | None:
+    def hosts(self, now: float | None = None) -> HostDirectory | None:
         """Every known host as the host-directory table has it, each decoded when placement
         first asks for it (and only again when its value changed); None without a
-        directory."""
+        directory. With ``now`` (wall clock), the table is read again only when
+        :data:`HOSTS_REFRESH_S` have passed since it last was: reading it walks the whole
+        table, and hosts report every ``NOVACRON_HOST_REPORT_INTERVAL_S`` (60 s) anyway."""
         if self.load_hosts is None:
             return None
-        self._hosts = {key: known if (known := self._hosts.get(key)) is not None
-                       and known[0] == raw else (raw, None)
-                       for key, raw in self.load_hosts()}
+        if now is None or now - self._hosts_read_at >= HOSTS_REFRESH_S:
+            self._hosts = {key: known if (known := self._hosts.get(key)) is not None
+                           and known[0] == raw else (raw, None)
+                           for key, raw in self.load_hosts()}
+            self._hosts_read_at = now if now is not None else -math.inf
         return HostDirectory(self._hosts, self._unreadable_hosts)
 
     def _deadletter(self, result: BatchResult, msg: Inbound, rejected: Rejected,
@@ -295,7 +304,7 @@ class MetricsProcessor:
         result = BatchResult()
         urgent: set[bytes] = set()
         fleet = self.refresh_fleet()
-        hosts = self.hosts()
+        hosts = self.hosts(now)
         accepted: list[tuple[Inbound, MetricEvent, bytes]] = []
         for msg in batch:
             self.metrics.events_in.labels(topic=msg.topic).inc()
