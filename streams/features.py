@@ -30,6 +30,7 @@ from schemas.records import METRIC_FIELDS
 
 STATS = ("mean", "std", "min", "max", "last", "slope_per_s")
 _MAX_SLIDING_POINTS = 360
+_MIN_BUFFER_ROWS = 8
 _STEP_HISTORY = 15
 
 
@@ -123,54 +124,49 @@ class FeatureExtractor:
         self._bucket: dict[str, BucketStats] = {}
         self._bucket_index: int | None = None
         self._closed: dict[str, dict[str, float]] = {}
-        self._rows: deque[tuple[float, ...]] = deque(maxlen=_MAX_SLIDING_POINTS)
-        self._steps: deque[float] = deque(maxlen=_STEP_HISTORY)
-        self._reset_buffer()
-
-    def _reset_buffer(self) -> None:
-        # The sliding window's rows again as one float array (never stored: rebuilt from
-        # ``_rows`` when needed), so features do not convert the window on every sample.
-        self._buf: np.ndarray | None = None
+        # The sliding window: rows (time, then each metric) ``_buf[_start:_end]``, oldest
+        # first, in a buffer that grows by doubling while the window fills more than 3/4 of
+        # it (to at most twice :data:`_MAX_SLIDING_POINTS` rows) and is otherwise compacted
+        # when its end is reached.
+        self._buf = np.empty((_MIN_BUFFER_ROWS, len(metrics) + 1))
         self._start = self._end = 0
+        self._steps: deque[float] = deque(maxlen=_STEP_HISTORY)
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
-        for name in ("_buf", "_start", "_end"):
-            state.pop(name, None)
+        state["_buf"] = self._window().copy()  # the window's rows only
+        state["_start"], state["_end"] = 0, self.count
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
-        self._reset_buffer()
 
     def _window(self) -> np.ndarray:
         """The sliding window's rows (time, then each metric), oldest first."""
-        if self._buf is None:
-            self._buf = np.empty((2 * _MAX_SLIDING_POINTS, len(self.metrics) + 1))
-            self._start, self._end = 0, len(self._rows)
-            if self._rows:
-                self._buf[:self._end] = self._rows
         return self._buf[self._start:self._end]
 
     def _push(self, row: tuple[float, ...]) -> None:
         """``row`` onto the window, the rows older than the window's span off it."""
-        full = len(self._rows) == _MAX_SLIDING_POINTS
-        self._rows.append(row)
-        horizon = row[0] - self.sliding_window_s
-        dropped = 1 if full else 0
-        while self._rows[0][0] <= horizon:
-            self._rows.popleft()
-            dropped += 1
         buf = self._buf
-        if buf is None:
-            return
-        self._start += dropped
-        if self._end == len(buf):  # out of room: the window back to the start
-            n = self._end - self._start
-            buf[:n] = buf[self._start:self._end]
-            self._start, self._end = 0, n
-        buf[self._end] = row
-        self._end += 1
+        horizon = row[0] - self.sliding_window_s
+        start, end = self._start, self._end
+        if end - start == _MAX_SLIDING_POINTS:
+            start += 1
+        while start < end and buf[start, 0] <= horizon:
+            start += 1
+        if end == len(buf):  # out of room: grow, or move the window back to the start
+            n = end - start
+            size = len(buf)
+            if 4 * n >= 3 * size and size < 2 * _MAX_SLIDING_POINTS:  # 3/4 full
+                size = max(min(2 * size, 2 * _MAX_SLIDING_POINTS), _MIN_BUFFER_ROWS)
+                old, buf = buf, np.empty((size, buf.shape[1]))
+                buf[:n] = old[start:end]
+                self._buf = buf
+            else:
+                buf[:n] = buf[start:end]
+            start, end = 0, n
+        buf[end] = row
+        self._start, self._end = start, end + 1
 
     @property
     def step_s(self) -> float:
@@ -180,7 +176,7 @@ class FeatureExtractor:
     @property
     def count(self) -> int:
         """Samples in the sliding window."""
-        return len(self._rows)
+        return self._end - self._start
 
     def update(self, timestamp: float, metrics: Mapping[str, float]) -> dict[str, float]:
         """Add one sample and return the VM's current feature vector."""
@@ -192,7 +188,7 @@ class FeatureExtractor:
             self._steps.append(timestamp - self.last_ts)
         self.last_ts = timestamp
         self._add_tumbling(timestamp, metrics)
-        self._push((timestamp, *(float(metrics.get(m, 0.0)) for m in self.metrics)))
+        self._push((timestamp, *[float(metrics.get(m, 0.0)) for m in self.metrics]))
         return self.features(timestamp)
 
     def _add_tumbling(self, timestamp: float, metrics: Mapping[str, float]) -> None:

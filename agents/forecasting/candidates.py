@@ -16,15 +16,17 @@ that has erred least lately.
 
 from __future__ import annotations
 
+import itertools
+import statistics
 from array import array
-from collections import deque
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-from river import time_series
 
 _DAY_S = 86400.0
+_SEASON_HOURS = 24
+_HW_PATH_HOURS = 3  # hours ahead the Holt-Winters path reaches (the longest horizon: 1 h)
 
 #: Rolling-median lengths, in samples.
 MEDIAN_LENGTHS = (3, 6, 12, 24, 48)
@@ -210,11 +212,14 @@ class PeriodicNaive:
 
 
 class HourlyHoltWinters:
-    """River's additive Holt-Winters with a daily season, on hourly means.
+    """Additive Holt-Winters with a daily season, on hourly means.
 
-    One update an hour keeps it cheap and its state at 24 seasonal values whatever the
-    reporting rate. River's ``forecast()`` raises IndexError until a full season has been
-    learned: until then it forecasts nothing (NaN) and selection uses the other candidates.
+    River's ``time_series.HoltWinters`` recurrences, step for step (tested against River on
+    the same stream), in a few floats instead of River's deque per component: 24 seasonal
+    values whatever the reporting rate, one update an hour. Like River, it forecasts nothing
+    (NaN) until a full season has been learned, and selection uses the other candidates.
+    Unlike River (0.26), the season starts as differences from the first day's mean, not
+    ratios to it (``y / level`` biases an additive season for days).
 
     >>> hw = HourlyHoltWinters()
     >>> for i in range(24 * 12 * 10):
@@ -223,44 +228,60 @@ class HourlyHoltWinters:
     (71, 51)
     """
 
-    __slots__ = ("count", "hour", "model", "path", "total")
+    __slots__ = ("alpha", "beta", "count", "first", "gamma", "hour", "level", "path", "pos",
+                 "season", "total", "trend")
 
     def __init__(self, alpha: float = 0.1, beta: float = 0.01, gamma: float = 0.5) -> None:
-        self.model = time_series.HoltWinters(alpha=alpha, beta=beta, gamma=gamma,
-                                             seasonality=24)
+        self.alpha, self.beta, self.gamma = alpha, beta, gamma
         self.hour = -1
         self.total = 0.0
         self.count = 0
-        self.path: list[float] = []
+        #: the hourly means of the first day, until the season starts (then empty)
+        self.first: list[float] = []
+        #: (previous, current) level and trend; the season's 24 values, ``pos`` the oldest
+        self.level = (0.0, 0.0)
+        self.trend = (0.0, 0.0)
+        self.season = array("d")
+        self.pos = 0
+        #: the next hours' forecasts (empty before a full season)
+        self.path: tuple[float, ...] = ()
 
     def learn_one(self, timestamp: float, y: float) -> None:
         hour = int(timestamp // 3600.0)
         if hour != self.hour and self.count:
-            started = self.model._initialized
             # Shifted by one (and back in the forecasts): River divides by the first day's
-            # mean while it starts, which must not be 0 for a series that starts idle.
-            self.model.learn_one(self.total / self.count + 1.0)
+            # mean while it starts, which must not be 0 for a series that starts idle; the
+            # shift keeps the arithmetic River's.
+            self._learn_hour(self.total / self.count + 1.0)
             self.total, self.count = 0.0, 0
-            if self.model._initialized and not started:
-                self._additive_start()
-            try:
-                self.path = [float(v) - 1.0 for v in self.model.forecast(horizon=3)]
-            except IndexError:  # not a full season yet
-                self.path = []
         self.hour = hour
         self.total += y
         self.count += 1
 
-    def _additive_start(self) -> None:
-        """River (0.26) starts an additive season with ratios to the first day's mean
-        (``y / level``), which biases the first days; restart it with differences."""
-        model = self.model
-        level = model.level[-1]
-        season = model.season
-        assert season is not None  # built with a seasonality
-        season.clear()
-        season.extend(y - level for y in model._first_values)
-        model._first_values = []
+    def _learn_hour(self, y: float) -> None:
+        season = self.season
+        if not season:
+            first = self.first
+            first.append(y)
+            if len(first) < _SEASON_HOURS:
+                return
+            level = statistics.mean(first)
+            self.level = (level, level)
+            self.trend = (0.0, statistics.mean([b - a for a, b in itertools.pairwise(first)]))
+            season.extend(v - level for v in first)
+            self.first = []
+        else:
+            alpha, beta, gamma = self.alpha, self.beta, self.gamma
+            level, trend = self.level[1], self.trend[1]
+            s = season[self.pos]  # the value one season back
+            new_level = alpha * (y - s) + (1 - alpha) * (level + trend)
+            new_trend = beta * (new_level - level) + (1 - beta) * trend
+            season[self.pos] = gamma * (y - level - trend) + (1 - gamma) * s
+            self.pos = (self.pos + 1) % _SEASON_HOURS
+            self.level, self.trend = (level, new_level), (trend, new_trend)
+        level, trend = self.level[1], self.trend[1]
+        self.path = tuple(level + (h + 1) * trend + season[(self.pos + h) % _SEASON_HOURS] - 1.0
+                          for h in range(_HW_PATH_HOURS))
 
     def at(self, timestamp: float, horizon_s: float) -> float:
         """The forecast for the hour holding ``timestamp + horizon_s``; NaN before a season."""
@@ -268,32 +289,14 @@ class HourlyHoltWinters:
         return self.path[ahead] if 0 <= ahead < len(self.path) else float("nan")
 
     def __getstate__(self) -> tuple[object, ...]:
-        # River's model as its parameters and plain lists of its components' values: much
-        # cheaper to pickle than the model's objects (a deque subclass per component).
-        m = self.model
-        return (self.hour, self.total, self.count, self.path, m.alpha, m.beta, m.gamma,
-                list(m.level), _values(m.trend), _values(m.season), m._first_values,
-                m._initialized)
+        return (self.alpha, self.beta, self.gamma, self.hour, self.total, self.count,
+                self.first, self.level, self.trend, self.season.tobytes(), self.pos, self.path)
 
     def __setstate__(self, s: tuple[Any, ...]) -> None:
-        if len(s) == 5:  # pickled by an older version: River's model itself first
-            self.model, self.hour, self.total, self.count, self.path = s
-            return
-        (self.hour, self.total, self.count, self.path, alpha, beta, gamma, level, trend, season,
-         first_values, initialized) = s
-        self.model = m = time_series.HoltWinters(alpha=alpha, beta=beta, gamma=gamma,
-                                                 seasonality=24)
-        m.level.extend(level)
-        if m.trend is not None:
-            m.trend.extend(trend)
-        if m.season is not None:
-            m.season.extend(season)
-        m._first_values = first_values
-        m._initialized = initialized
-
-
-def _values(component: deque[float] | None) -> list[float] | None:
-    return None if component is None else list(component)
+        (self.alpha, self.beta, self.gamma, self.hour, self.total, self.count, self.first,
+         self.level, self.trend, season, self.pos, self.path) = s
+        self.season = array("d")
+        self.season.frombytes(season)
 
 
 class CandidateSet:
@@ -308,14 +311,11 @@ class CandidateSet:
         self.n = 0
 
     def __getstate__(self) -> tuple[object, ...]:
-        # A tuple is cheaper to pickle than the instance's dict.
+        # A tuple is cheaper to store than the instance's dict.
         return (self.ring, self.ewma.tobytes(), self.profile, self.periodic, self.holt_winters,
                 self.n)
 
-    def __setstate__(self, s: tuple[Any, ...] | dict[str, Any]) -> None:
-        if isinstance(s, dict):  # pickled by an older version: the instance's dict
-            self.__dict__.update(s)
-            return
+    def __setstate__(self, s: tuple[Any, ...]) -> None:
         self.ring, ewma, self.profile, self.periodic, self.holt_winters, self.n = s
         self.ewma = array("d")
         self.ewma.frombytes(ewma)

@@ -30,9 +30,8 @@ from collections.abc import Sequence
 from math import exp
 from operator import mul
 
-from river import drift
-
 from agents.forecasting.candidates import CANDIDATES, N_FLAT, CandidateSet
+from agents.forecasting.page_hinkley import PageHinkley
 
 #: What selection chooses from: every candidate, then their learned combination.
 MODELS: tuple[str, ...] = (*CANDIDATES, "combo")
@@ -53,7 +52,7 @@ _N_Q = len(QUANTILES)
 #: Per horizon, a pending row holds the timed candidates', the combination's and the chosen
 #: forecasts after the flat candidates' (see ``SeriesForecaster.pending``).
 _TIMED = _K - N_FLAT + 1
-#: What a pickled :class:`SeriesForecaster` holds, in order: these attributes as they are ...
+#: What a stored :class:`SeriesForecaster` holds, in order: these attributes as they are ...
 _STATE = ("horizons_s", "grid_s", "candidates", "pending", "last_grid", "drift", "drifts_total",
           "drift_detected", "scored_now", "_now", "_decay", "_scale_decay")
 #: ... then these arrays' bytes (name, typecode).
@@ -128,7 +127,7 @@ class SeriesForecaster:
         #: Holt-Winters), the combination's and the chosen one's.
         self.pending = Pending(N_FLAT + (k - N_FLAT + 1) * n_h)
         self.last_grid = float("-inf")
-        self.drift = drift.PageHinkley(min_instances=100, delta=0.1, threshold=50.0)
+        self.drift = PageHinkley(min_instances=100, delta=0.1, threshold=50.0)
         self.drifts_total = 0
         self.drift_detected = False
         self.scored_now: tuple[float, float] | None = None
@@ -145,21 +144,18 @@ class SeriesForecaster:
         self._latest: tuple[float, list[tuple[float, Band]]] | None = None
 
     def __getstate__(self) -> tuple[object, ...]:
-        """A flat tuple, cheaper to pickle than the instance's dict: the attributes of
+        """A flat tuple, cheaper to store than the instance's dict: the attributes of
         ``_STATE``, then the bytes of each array of ``_ARRAYS`` (the memo is not stored)."""
         d = self.__dict__
         return (*[d[name] for name in _STATE], *[d[name].tobytes() for name, _ in _ARRAYS])
 
-    def __setstate__(self, state: tuple[object, ...] | dict[str, object]) -> None:
+    def __setstate__(self, state: tuple[object, ...]) -> None:
         d = self.__dict__
-        if isinstance(state, dict):  # pickled by an older version: the instance's dict
-            d.update(state)
-        else:
-            d.update(zip(_STATE, state, strict=False))  # the arrays follow
-            for (name, typecode), raw in zip(_ARRAYS, state[len(_STATE):], strict=True):
-                values = array(typecode)
-                values.frombytes(raw)  # type: ignore[arg-type]
-                d[name] = values
+        d.update(zip(_STATE, state, strict=False))  # the arrays follow
+        for (name, typecode), raw in zip(_ARRAYS, state[len(_STATE):], strict=True):
+            values = array(typecode)
+            values.frombytes(raw)  # type: ignore[arg-type]
+            d[name] = values
         self._reset_memo()
 
     # -- selection -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections import deque
 
 import numpy as np
 import pytest
@@ -72,19 +73,24 @@ def test_every_metric_has_every_stat_and_calendar_features() -> None:
 
 
 def test_the_window_array_follows_the_window_through_caps_gaps_and_pickling() -> None:
-    """The sliding window is kept as an array beside its rows: through the 360-row cap,
+    """The sliding window is kept in one growing, compacted array: through the 360-row cap,
     gaps that empty most of it, and a pickle round trip mid-way, its statistics are those
-    of the rows themselves."""
+    of the window's rows as a plain list of them (the reference) has them."""
     rng = np.random.default_rng(7)
     fx = FeatureExtractor(tumbling_window_s=60, sliding_window_s=900)
+    reference: deque[tuple[float, ...]] = deque(maxlen=360)
     t = 0.0
     for i in range(2500):
         t += 600.0 if i % 700 == 699 else float(rng.integers(1, 4))
-        fx.update(t, {m: float(rng.normal(50, 10)) for m in METRIC_FIELDS})
+        values = {m: float(rng.normal(50, 10)) for m in METRIC_FIELDS}
+        fx.update(t, values)
+        reference.append((t, *values.values()))
+        while reference[0][0] <= t - 900:
+            reference.popleft()
         if i == 1234:
             fx = pickle.loads(pickle.dumps(fx))
         if i % 97 == 0 or i % 700 in (698, 699, 700):
-            rows = np.array(fx._rows, dtype=float)
+            rows = np.array(reference, dtype=float)
             got = fx.features(t)
             assert got["window.sliding.count"] == len(rows)
             expected = window_stats(rows[:, 0], rows[:, 1:])  # from the rows, converted now

@@ -7,6 +7,7 @@ import pickle
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agents.forecasting import SeriesForecaster
@@ -17,6 +18,7 @@ from agents.forecasting.candidates import (
     Ring,
     median_of_last,
 )
+from agents.forecasting.page_hinkley import PageHinkley
 from streams.traces import bitbrains_files, read_vm
 
 SPLICE = 864  # three days of 5-minute samples
@@ -174,35 +176,70 @@ def _learned(n: int = 1500) -> SeriesForecaster:
     return fc
 
 
-def test_states_pickled_by_the_previous_format_still_load(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Before their tuple formats, a forecaster pickled its instance dict (less the memo),
-    its candidate set its plain dict and Holt-Winters River's model itself: such states (a
-    worker's changelog) still load, and go on exactly as the forecaster that wrote them."""
-    fc = _learned()
+class _RiverHourlyHoltWinters:
+    """The reference: River's own HoltWinters on the same hourly means (shifted by one), with
+    its season restarted as differences from the first day's mean once it starts."""
 
-    def old_forecaster_state(self: SeriesForecaster) -> dict[str, object]:
-        state = dict(self.__dict__)
-        state.pop("_chosen", None)
-        state.pop("_latest", None)
-        return state
+    def __init__(self) -> None:
+        from river import time_series
 
-    with monkeypatch.context() as m:
-        m.setattr(SeriesForecaster, "__getstate__", old_forecaster_state)
-        m.setattr(CandidateSet, "__getstate__", lambda self: dict(self.__dict__))
-        m.setattr(HourlyHoltWinters, "__getstate__", lambda self: (
-            self.model, self.hour, self.total, self.count, self.path))
-        old = pickle.dumps(fc)
-    assert b"AdditiveSeason" in old  # River's model, as the old format stored it
-    clone = pickle.loads(old)
-    again = pickle.loads(pickle.dumps(clone))  # and on through the current format
-    assert b"AdditiveSeason" not in pickle.dumps(clone)
-    for i in range(1500, 1800):
-        for f in (fc, clone, again):
-            f.learn_one(300.0 * i, 25.0 + (i % 11))
-        assert clone.forecast_at(300.0 * i) == fc.forecast_at(300.0 * i)
-        assert again.forecast_at(300.0 * i + 60.0) == fc.forecast_at(300.0 * i + 60.0)
-        assert clone.chosen_name(2) == fc.chosen_name(2)
+        self.model = time_series.HoltWinters(alpha=0.1, beta=0.01, gamma=0.5, seasonality=24)
+        self.hour, self.total, self.count = -1, 0.0, 0
+        self.path: list[float] = []
+
+    def learn_one(self, timestamp: float, y: float) -> None:
+        hour = int(timestamp // 3600.0)
+        model = self.model
+        if hour != self.hour and self.count:
+            started = model._initialized
+            model.learn_one(self.total / self.count + 1.0)
+            self.total, self.count = 0.0, 0
+            if model._initialized and not started:
+                level = model.level[-1]
+                model.season.clear()
+                model.season.extend(v - level for v in model._first_values)
+            self.path = ([float(v) - 1.0 for v in model.forecast(horizon=3)]
+                         if model._initialized else [])
+        self.hour = hour
+        self.total += y
+        self.count += 1
+
+
+def test_page_hinkley_is_rivers_step_for_step() -> None:
+    """The plain-float Page-Hinkley signals exactly where River's does, through level shifts
+    up and down, resets after each change and a pickle round trip."""
+    from river import drift
+
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(level, 1.0, 700) for level in (1, 4, 0.5, 0.5, 9, 2)])
+    for kwargs in ({}, {"min_instances": 100, "delta": 0.1, "threshold": 50.0},
+                   {"min_instances": 10, "delta": 0.5, "threshold": 5.0, "alpha": 0.99}):
+        ours, river = PageHinkley(**kwargs), drift.PageHinkley(**kwargs)
+        flags = []
+        for i, v in enumerate(x.tolist()):
+            ours.update(v)
+            river.update(v)
+            assert ours.drift_detected == river.drift_detected, (kwargs, i)
+            flags.append(ours.drift_detected)
+            if i == 1000:
+                ours = pickle.loads(pickle.dumps(ours))
+        assert 2 <= sum(flags) < 100, kwargs
+
+
+@pytest.mark.parametrize("metric", ["cpu_pct", "memory_used_bytes", "net_rx_bytes_per_s"])
+def test_holt_winters_is_rivers_step_for_step(bitbrains_dir: Path, metric: str) -> None:
+    """The array Holt-Winters gives River's HoltWinters' forecasts, to the last bit, on a
+    month of a real VM (and through a pickle round trip half-way)."""
+    ours, river = HourlyHoltWinters(), _RiverHourlyHoltWinters()
+    rows = list(read_vm(bitbrains_files(bitbrains_dir)[3], 3))
+    for i, row in enumerate(rows):
+        t, y = float(row["timestamp"]), float(row[metric])
+        ours.learn_one(t, y)
+        river.learn_one(t, y)
+        if i == len(rows) // 2:
+            ours = pickle.loads(pickle.dumps(ours))
+        assert list(ours.path) == river.path
+    assert len(river.path) == 3  # a full season was learned
 
 
 def test_forecasts_between_grid_times_are_remembered_exactly() -> None:
