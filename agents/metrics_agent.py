@@ -17,11 +17,11 @@ from agents.pipeline import PipelineConfig
 from agents.processor import BatchResult, Inbound, MetricsProcessor
 from agents.scaling.placement import HostState, apply_report
 from agents.scaling.sizing import SizingConfig
+from agents.state_layout import state_codec
 from schemas.records import to_json
 from schemas.validate import Rejected, dead_letter, decode_host_report
 from streams.model_store import partition_for
 from streams.reading import Record, read_range
-from streams.state_codec import StateCodec
 from streams.tables import (
     class_feedback_table,
     host_directory_table,
@@ -116,7 +116,7 @@ def register_agents(service: Service) -> None:
         log.warning("NOVACRON_STATE_SIGNING_KEY is not set: learned state is signed with the "
                     "development key; set a secret in production")
     processor = MetricsProcessor(
-        pipeline_config(settings), StateCodec(settings.state_signing_key.encode()),
+        pipeline_config(settings), state_codec(settings.state_signing_key.encode()),
         load_state=state_table.get, metrics=service.metrics,
         load_fleet=lambda: list(fleet_table.items()),
         # items(), not list(items()): list() asks the table's length first, another walk

@@ -74,7 +74,7 @@ def register_model_agent(service: Service, processor: MetricsProcessor, turn: as
             if raw is None:
                 continue
             try:
-                state = processor.codec.loads(raw)
+                state = processor.codec.loads(raw, subject=key)
             except StateIntegrityError as exc:
                 log.error("not snapshotting refused state: %s", exc,
                           extra={"vm_id": key.decode(errors="replace")})
@@ -101,7 +101,7 @@ def register_model_agent(service: Service, processor: MetricsProcessor, turn: as
         for vm_id, raw in snapshots.items():
             key = vm_id.encode()
             try:
-                state = processor.codec.loads(raw)
+                state = processor.codec.loads(raw, subject=key)
             except StateIntegrityError as exc:
                 refused += 1
                 service.metrics.state_load_failures.inc()

@@ -111,7 +111,7 @@ class VMState:
     forecast_error_sums: dict[str, list[float]] = field(default_factory=dict)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # States pickled before a field existed load with that field's default.
+        # States stored before a field existed load with that field's default.
         self.__dict__.update(state)
         for f in dataclasses.fields(self):
             if f.name in self.__dict__:

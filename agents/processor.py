@@ -10,7 +10,7 @@ A state is written at most once per batch, and with ``state_flush_s`` > 0 less o
 VM's state is written at once when its batch published an alert, a recommendation or a drift
 event (so that those are never published again by a worker that takes the partition over),
 and otherwise kept *dirty* in memory for ``state_flush_s`` after it first changed, then
-written with the batch that finds it due. Pickling, compressing and sending a VM's whole state
+written with the batch that finds it due. Encoding, compressing and sending a VM's whole state
 on every event is what bounds a worker that holds many VMs; writing each VM on its own clock
 spreads that work evenly instead of stalling the stream every ``state_flush_s``. The learned
 mark of a partition (:mod:`agents.offsets`) is the offset of the first message whose state is
@@ -188,7 +188,7 @@ class MetricsProcessor:
         if raw is None:
             return None
         try:
-            loaded = self.codec.loads(raw)
+            loaded = self.codec.loads(raw, subject=key)
         except StateIntegrityError as exc:
             self.metrics.state_load_failures.inc()
             log.error("refusing stored state: %s", exc,
@@ -248,7 +248,7 @@ class MetricsProcessor:
                 continue
             part: ClassSensitivity | None = None
             try:
-                loaded = self.codec.loads(raw)
+                loaded = self.codec.loads(raw, subject=key)
             except StateIntegrityError as exc:  # counted and logged once per stored value
                 self.metrics.state_load_failures.inc()
                 log.error("refusing class-feedback %s: %s", key.decode(errors="replace"), exc)
@@ -404,7 +404,7 @@ class MetricsProcessor:
             partition = self._clean(key)
             if partition is None:
                 continue
-            encoded = self.codec.dumps(self.cache[key])
+            encoded = self.codec.dumps(self.cache[key], subject=key)
             self.metrics.state_bytes.observe(len(encoded))
             result.states[key] = (partition, encoded)
 
@@ -454,13 +454,13 @@ class MetricsProcessor:
             part = self._fleet_parts.get(part_key)
             counts = part[1] if part is not None and part[1] is not None else ClassSensitivity()
             counts.record(record.anomaly_class, fb.verdict, record.ended_at)
-            encoded = self.codec.dumps(counts)
+            encoded = self.codec.dumps(counts, subject=part_key)
             self._fleet_parts[part_key] = (encoded, counts)
             fleet_touched[part_key] = i
         self.metrics.cached_vms.set(len(self.cache))
         for key, partition in touched.items():
             self._clean(key)  # written now, with everything it learned
-            result.states[key] = (partition, self.codec.dumps(self.cache[key]))
+            result.states[key] = (partition, self.codec.dumps(self.cache[key], subject=key))
         for part_key, index in fleet_touched.items():
             result.fleet[part_key] = (index, self._fleet_parts[part_key][0])
         if fleet_touched:

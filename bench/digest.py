@@ -26,10 +26,10 @@ sys.path.insert(0, str(REPO))
 
 from agents.metrics_agent import pipeline_config  # noqa: E402
 from agents.processor import MetricsProcessor  # noqa: E402
+from agents.state_layout import state_codec  # noqa: E402
 from bench.offline import messages  # noqa: E402
 from streams.observability import WorkerMetrics  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from streams.state_codec import StateCodec  # noqa: E402
 from streams.traces import DEFAULT_BITBRAINS_DIR  # noqa: E402
 
 TOPICS = ("alerts", "forecasts", "recommendations", "drifts", "host_reports", "deadletters")
@@ -40,7 +40,7 @@ def digest(data: Path, vms: int, events: int, step_s: float, roundtrip: bool
            ) -> dict[str, tuple[int, str]]:
     """Per output topic: (records, SHA-256 of their values in order, first 16 hex digits)."""
     msgs = messages(data, vms, events, step_s)
-    proc = MetricsProcessor(pipeline_config(Settings.from_env()), StateCodec(b"digest"),
+    proc = MetricsProcessor(pipeline_config(Settings.from_env()), state_codec(b"digest"),
                             lambda _: None, WorkerMetrics(registry=None),
                             max_future_skew_s=1e12, state_flush_s=0)
     hashes = {t: hashlib.sha256() for t in TOPICS}
@@ -52,7 +52,8 @@ def digest(data: Path, vms: int, events: int, step_s: float, roundtrip: bool
                 hashes[topic].update(value + b"\n")
                 counts[topic] += 1
         if roundtrip:
-            proc.cache = {k: proc.codec.loads(proc.codec.dumps(v)) for k, v in proc.cache.items()}
+            proc.cache = {k: proc.codec.loads(proc.codec.dumps(v, subject=k), subject=k)
+                          for k, v in proc.cache.items()}
     return {t: (counts[t], hashes[t].hexdigest()[:16]) for t in TOPICS}
 
 

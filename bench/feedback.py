@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import random
 import sys
 import time
@@ -76,8 +75,12 @@ from agents.pipeline import (  # noqa: E402
     new_state,
     process_event,
 )
+from agents.state_layout import state_codec  # noqa: E402
 from schemas.records import Feedback, MetricEvent  # noqa: E402
 from streams.traces import bitbrains_files, read_fleet  # noqa: E402
+
+#: how states are stored (for their size)
+CODEC = state_codec(b"bench")
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/bitbrains_rnd"
 DEFAULT_OUT = ROOT / "bench" / "results" / "feedback.json"
@@ -238,7 +241,8 @@ def replay(data: Path, vms: int, seed: int, answers: int | None, confirm: bool =
                                             verdict=verdict,  # type: ignore[arg-type]
                                             timestamp=due)))
     info = {"verdicts": dict(verdicts), "fleet": repr(fleet),
-            "max_state_bytes": max(len(pickle.dumps(s)) for s in states.values())}
+            "max_state_bytes": max(len(CODEC.dumps(s, subject=vm.encode()))
+                                   for vm, s in states.items())}
     return opened, plans, spans, info
 
 

@@ -30,11 +30,11 @@ import orjson  # noqa: E402
 
 from agents.metrics_agent import pipeline_config  # noqa: E402
 from agents.processor import Inbound, MetricsProcessor  # noqa: E402
+from agents.state_layout import state_codec  # noqa: E402
 from bench.throughput import Fleet  # noqa: E402
 from streams.observability import WorkerMetrics  # noqa: E402
 from streams.runtime import tune_gc  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from streams.state_codec import StateCodec  # noqa: E402
 from streams.traces import DEFAULT_BITBRAINS_DIR  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def run(batch: list[Inbound], size: int) -> MetricsProcessor:
     its state flushes, and the collector is tuned, as in the worker)."""
     tune_gc()
     settings = Settings.from_env()
-    proc = MetricsProcessor(pipeline_config(settings), StateCodec(b"bench"), lambda _: None,
+    proc = MetricsProcessor(pipeline_config(settings), state_codec(b"bench"), lambda _: None,
                             WorkerMetrics(registry=None), max_future_skew_s=1e12,
                             state_flush_s=settings.state_flush_s)
     for i in range(0, len(batch), size):
@@ -61,11 +61,11 @@ def run(batch: list[Inbound], size: int) -> MetricsProcessor:
 
 
 def state_cost(proc: MetricsProcessor) -> tuple[float, float]:
-    """Mean time (us) to encode one VM state as the worker writes it (pickled, compressed,
+    """Mean time (us) to encode one VM state as the worker writes it (encoded, compressed,
     signed) and mean encoded size (bytes), over every VM the run learned."""
     states = list(proc.cache.values())
     started = time.perf_counter()
-    sizes = [len(proc.codec.dumps(state)) for state in states]
+    sizes = [len(proc.codec.dumps(state, subject=key)) for key, state in proc.cache.items()]
     elapsed = time.perf_counter() - started
     return 1e6 * elapsed / len(states), sum(sizes) / len(sizes)
 

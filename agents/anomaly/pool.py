@@ -5,8 +5,8 @@ one sample at a time, each call pays the same Python glue around kernels that ta
 microseconds. A :class:`DetectorPool` gives every cached VM a *slot*, a row of one fleet
 detector's arrays: :meth:`VMDetector.attach` moves a VM's rows in, and a batch of samples
 from distinct VMs is scored and learned in one :meth:`~agents.anomaly.vm.FleetDetector.score_many`
-and one ``learn_many``. A VM's pickled state is still its own one-row detector (the rows are
-copied out when it is pickled), so the stored format does not depend on the pool.
+and one ``learn_many``. A VM's stored state is still its own one-row detector (the rows are
+copied out when it is stored), so the stored format does not depend on the pool.
 
 The arrays that hold per-VM rows are found by comparing a one-row and a two-row detector: an
 array whose first axis grows with the rows holds ``k`` rows per VM (``k`` is the number of

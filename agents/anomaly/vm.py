@@ -286,11 +286,11 @@ class VMDetector:
 
     On its own it is a one-row fleet detector. :meth:`attach` moves its rows into a slot of a
     :class:`~agents.anomaly.pool.DetectorPool`, so that a batch of many VMs' samples is
-    scored and learned at once (:meth:`~agents.anomaly.pool.DetectorPool.step`); pickling
-    always gives the one-row form. Parameters are :class:`FleetDetector`'s.
+    scored and learned at once (:meth:`~agents.anomaly.pool.DetectorPool.step`); its stored
+    state (``__getstate__``) is always the one-row form. Parameters are :class:`FleetDetector`'s.
     """
 
-    _pool: DetectorPool | None = None  # states pickled before pools had none
+    _pool: DetectorPool | None = None  # a loaded state is in no pool
 
     def __init__(self, metrics: tuple[str, ...] = METRIC_FIELDS, **params: Any) -> None:
         self._own = FleetDetector(metrics, rows=1, **params)

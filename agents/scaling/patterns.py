@@ -143,5 +143,5 @@ class PatternDetector:
             setattr(self, s, v)
 
 
-#: The state a pickle of :class:`PatternDetector` holds: its slots' values, in order.
+#: The stored state of :class:`PatternDetector`: its slots' values, in order.
 _STATE = attrgetter(*PatternDetector.__slots__)

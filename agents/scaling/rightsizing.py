@@ -132,7 +132,7 @@ class RightSizer:
             setattr(self, s, v)
 
 
-#: The state a pickle of :class:`RightSizer` holds: its slots' values, in order.
+#: The stored state of :class:`RightSizer`: its slots' values, in order.
 _STATE = attrgetter(*RightSizer.__slots__)
 
 

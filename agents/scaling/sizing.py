@@ -35,7 +35,7 @@ class SizingConfig:
     cooldown_s: float = 3 * 3600.0
     down_band: float = 0.2
 
-    # What dataclasses would pickle (the fields' values, in order) without looking the fields
+    # What dataclasses would store (the fields' values, in order) without looking the fields
     # up on every call: each VM's state holds a config.
     def __getstate__(self) -> tuple[float, ...]:
         return _CONFIG_STATE(self)

@@ -12,9 +12,9 @@ from typing import Any
 import jsonschema
 import orjson
 
+from agents.state_layout import state_codec
 from schemas.registry import schema_for
 from streams.settings import Settings
-from streams.state_codec import StateCodec
 from tests.integration.helpers import WorkerProcess, produce, read_all, wait_for
 
 FP = 'novacron_feedback_total{verdict="false_positive"}'
@@ -97,7 +97,7 @@ def test_feedback_is_applied_counted_and_refused_when_unknown(
     assert len(entries) == 1, "a redelivered verdict rewrites nothing"
     key, value, partition = entries[0]
     assert key == f"partition-{partition}".encode()
-    counts = StateCodec(settings.state_signing_key.encode()).loads(value)
+    counts = state_codec(settings.state_signing_key.encode()).loads(value, subject=key)
     fp, confirmed, _ = counts.counts[incident["anomaly_class"]]
     assert (fp, confirmed) == (1.0, 0.0)
 

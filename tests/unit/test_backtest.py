@@ -15,12 +15,12 @@ from matplotlib import image as mpimg
 
 from agents.metrics_agent import pipeline_config
 from agents.processor import Inbound, MetricsProcessor
+from agents.state_layout import state_codec
 from streams import cli
 from streams.backtest.engine import FleetSettings, run_fleet, run_series
 from streams.backtest.sources import discover, metric_for, read_series
 from streams.observability import WorkerMetrics
 from streams.settings import Settings
-from streams.state_codec import StateCodec
 from tests.conftest import DATA_DIR
 
 NAB = DATA_DIR / "nab"
@@ -140,7 +140,7 @@ def test_fleet_outputs_are_the_agents_outputs(tmp_path: Path, bitbrains_dir: Pat
 
     from streams.traces import read_fleet
 
-    proc = MetricsProcessor(cfg, StateCodec(b"test"), lambda _: None,
+    proc = MetricsProcessor(cfg, state_codec(b"test"), lambda _: None,
                             WorkerMetrics(registry=None), max_future_skew_s=1e12)
     incidents: dict[str, list[str | float | None]] = {}
     for i, msg in enumerate(read_fleet(root)):

@@ -22,9 +22,9 @@ from agents.anomaly.feedback import (
 from agents.anomaly.likelihood import squash
 from agents.pipeline import PipelineConfig, VMState, new_state
 from agents.processor import Inbound, MetricsProcessor, fleet_key
+from agents.state_layout import state_codec
 from schemas.registry import schema_for
 from streams.observability import WorkerMetrics
-from streams.state_codec import StateCodec
 from streams.traces import bitbrains_files, read_vm
 
 DAY = 86400.0
@@ -164,7 +164,7 @@ def test_states_pickled_before_feedback_existed_still_load() -> None:
 def make_processor(store: dict[bytes, bytes], fleet: dict[bytes, bytes] | None = None
                    ) -> MetricsProcessor:
     fleet = fleet if fleet is not None else {}
-    return MetricsProcessor(PipelineConfig(), StateCodec(b"k"), load_state=store.get,
+    return MetricsProcessor(PipelineConfig(), state_codec(b"k"), load_state=store.get,
                             metrics=WorkerMetrics(CollectorRegistry()),
                             load_fleet=lambda: list(fleet.items()))
 
@@ -292,16 +292,19 @@ def test_feedback_keyed_otherwise_is_rekeyed_and_redelivery_is_harmless(
 
 
 def test_class_feedback_is_signed_and_added_up_over_partitions() -> None:
-    codec = StateCodec(b"k")
+    codec = state_codec(b"k")
     a, b = ClassSensitivity(), ClassSensitivity()
     for i in range(4):
         a.record("io_bottleneck", "false_positive", float(i))
     b.record("io_bottleneck", "confirmed", 10.0)
-    fleet = {fleet_key(0): codec.dumps(a), fleet_key(1): codec.dumps(b),
-             fleet_key(2): StateCodec(b"other").dumps(a)}  # not ours: refused
+    fleet = {fleet_key(0): codec.dumps(a, subject=fleet_key(0)),
+             fleet_key(1): codec.dumps(b, subject=fleet_key(1)),
+             fleet_key(2): state_codec(b"other").dumps(a, subject=fleet_key(2)),  # not ours
+             fleet_key(3): codec.dumps(a, subject=fleet_key(0))}  # another partition's
+    # (the last two are refused)
     proc = make_processor({}, fleet)
     merged = proc.refresh_fleet()
     assert merged.counts["io_bottleneck"][:2] == (pytest.approx(4.0, rel=1e-4),
                                                   pytest.approx(1.0, rel=1e-4))
-    assert proc.metrics.registry.get_sample_value("novacron_state_load_failures_total") == 1
+    assert proc.metrics.registry.get_sample_value("novacron_state_load_failures_total") == 2
     assert proc.refresh_fleet() is merged, "unchanged table: nothing decoded again"

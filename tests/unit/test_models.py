@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 from agents.metrics_agent import pipeline_config
 from agents.pipeline import new_state, process_event
 from agents.processor import Inbound, MetricsProcessor
+from agents.state_layout import state_codec
 from schemas.records import MetricEvent
 from streams.cli import main
 from streams.model_store import partition_for
@@ -31,7 +32,6 @@ from streams.models import (
 )
 from streams.observability import WorkerMetrics
 from streams.settings import Settings
-from streams.state_codec import StateCodec
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -122,7 +122,7 @@ def test_partition_for_is_kafkas_default_partitioner(partitions: int) -> None:
 def test_idle_vms_are_forgotten_by_the_processor(fleet_slice: list[dict[str, Any]]) -> None:
     import orjson
 
-    processor = MetricsProcessor(pipeline_config(Settings()), StateCodec(b"k"),
+    processor = MetricsProcessor(pipeline_config(Settings()), state_codec(b"k"),
                                  load_state=lambda key: None, metrics=WorkerMetrics(None),
                                  idle_expiry_s=3600.0)
     batch = [Inbound(m["vm_id"].encode(), orjson.dumps(m), "vm.metrics", 0, i)

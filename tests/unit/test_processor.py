@@ -14,16 +14,16 @@ from prometheus_client import CollectorRegistry
 from agents.anomaly.incidents import incident_id
 from agents.pipeline import PipelineConfig, new_state, process_event
 from agents.processor import Inbound, MetricsProcessor
+from agents.state_layout import state_codec
 from schemas.records import MetricEvent, to_json
 from schemas.registry import schema_for
 from streams.observability import WorkerMetrics
-from streams.state_codec import StateCodec
 
 NOW = 1.9e9
 
 
 def make_processor(store: dict[bytes, bytes]) -> MetricsProcessor:
-    return MetricsProcessor(PipelineConfig(), StateCodec(b"k"),
+    return MetricsProcessor(PipelineConfig(), state_codec(b"k"),
                             load_state=store.get, metrics=WorkerMetrics(CollectorRegistry()))
 
 
@@ -76,7 +76,7 @@ def test_with_a_flush_interval_states_wait_unless_the_batch_published_an_alert(
         fleet_slice: list[dict[str, Any]]) -> None:
     spiked = [dict(m, cpu_pct=100.0, net_rx_bytes_per_s=5e8) if m["vm_id"] == "vm-002" else m
               for m in fleet_slice[1200:1220]]
-    proc = MetricsProcessor(PipelineConfig(), StateCodec(b"k"), load_state={}.get,
+    proc = MetricsProcessor(PipelineConfig(), state_codec(b"k"), load_state={}.get,
                             metrics=WorkerMetrics(CollectorRegistry()), state_flush_s=10.0)
     first = proc.process(inbound(fleet_slice[:1200]), now=NOW)
     assert set(first.states) <= {b"vm-001", b"vm-002", b"vm-003", b"vm-004"}
@@ -125,7 +125,7 @@ def test_batches_give_the_same_outputs_and_states_as_one_event_at_a_time(
             result = proc.process(inbound(msgs[i:i + size], i), now=NOW)
             for name in ("alerts", "forecasts", "recommendations", "drifts", "host_reports"):
                 out.setdefault(name, []).extend(getattr(result, name))
-        states = {k: proc.codec.dumps(v) for k, v in proc.cache.items()}
+        states = {k: proc.codec.dumps(v, subject=k) for k, v in proc.cache.items()}
         runs.append((out, states))
     assert runs[0][0]["alerts"] and runs[0][0]["forecasts"]
     assert runs[0] == runs[1] == runs[2]
@@ -188,7 +188,7 @@ def test_the_host_directory_is_decoded_only_when_placement_reads_it(
     from agents.scaling.placement import HostState
 
     table = {b"h1": HostState("h1", 16.0, 64e9).to_json(), b"h2": b"{not json"}
-    proc = MetricsProcessor(PipelineConfig(), StateCodec(b"k"), load_state={}.get,
+    proc = MetricsProcessor(PipelineConfig(), state_codec(b"k"), load_state={}.get,
                             metrics=WorkerMetrics(CollectorRegistry()),
                             load_hosts=lambda: list(table.items()))
     hosts = proc.hosts()

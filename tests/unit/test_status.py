@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.pipeline import Outputs, PipelineConfig
 from agents.processor import Inbound, MetricsProcessor
+from agents.state_layout import state_codec
 from schemas.records import (
     METRIC_FIELDS,
     Alert,
@@ -27,7 +28,6 @@ from streams.app import create_app
 from streams.model_store import partition_for
 from streams.observability import WorkerMetrics
 from streams.settings import Settings
-from streams.state_codec import StateCodec
 from streams.status import StatusBoard, consumer_lag
 from streams.status_page import render_page
 
@@ -187,7 +187,7 @@ def test_consumer_lag_per_topic() -> None:
 
 def test_the_board_sees_what_the_processor_publishes(
         fleet_slice: list[dict[str, Any]]) -> None:
-    proc = MetricsProcessor(PipelineConfig(), StateCodec(b"k"), load_state=lambda _: None,
+    proc = MetricsProcessor(PipelineConfig(), state_codec(b"k"), load_state=lambda _: None,
                             metrics=WorkerMetrics(CollectorRegistry()))
     msgs = fleet_slice[:40]
     batch = [Inbound(m["vm_id"].encode(), orjson.dumps(m), "vm.metrics", 0, i)

@@ -24,7 +24,7 @@ from agents.anomaly.pool import warm_up
 from agents.pipeline import PipelineConfig
 from agents.processor import Inbound, MetricsProcessor
 from streams.observability import WorkerMetrics
-from streams.state_codec import StateCodec
+from agents.state_layout import state_codec
 from streams.traces import read_fleet
 
 def compiled():
@@ -39,7 +39,7 @@ def compiled():
 warm_up()
 before = compiled()
 store = {}
-proc = MetricsProcessor(PipelineConfig(), StateCodec(b"k"), load_state=store.get,
+proc = MetricsProcessor(PipelineConfig(), state_codec(b"k"), load_state=store.get,
                         metrics=WorkerMetrics(CollectorRegistry()))
 msgs = list(read_fleet(Path(sys.argv[1]), vms=2, per_vm_limit=200))
 batch = [Inbound(m["vm_id"].encode(), orjson.dumps(m), "vm.metrics", 0, i)

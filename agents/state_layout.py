@@ -1,0 +1,71 @@
+"""What a stored state may hold, and the version of its layout.
+
+The ``vm-state`` table, the model snapshots and the ``class-feedback`` table hold states
+written by :class:`streams.state_codec.StateCodec`: plain values and instances of exactly the
+classes below, nothing else (the codec refuses to write or read any other). Bump
+:data:`STATE_LAYOUT` whenever one of these classes changes what its ``__getstate__`` returns:
+states written in the previous layout are then refused (their VMs start afresh), never
+misread.
+
+Layout history: 3 (this one) replaced the pickled states of layouts 1-2, which are refused.
+
+>>> codec = state_codec(b"secret")
+>>> from agents.pipeline import PipelineConfig, new_state
+>>> state = codec.loads(codec.dumps(new_state(PipelineConfig()), subject=b"vm-1"),
+...                     subject=b"vm-1")
+>>> state.events_total
+0
+"""
+
+from __future__ import annotations
+
+from agents.anomaly.analog import AnalogPrediction
+from agents.anomaly.feedback import ClassSensitivity, IncidentRecord, RecentIncidents, Sensitivity
+from agents.anomaly.hst import HalfSpaceTrees
+from agents.anomaly.incidents import Incident, IncidentTracker
+from agents.anomaly.level import LevelShift
+from agents.anomaly.likelihood import AnomalyLikelihood
+from agents.anomaly.range import RangeNovelty
+from agents.anomaly.seasonal import SeasonalResidual
+from agents.anomaly.series import SeriesDetector
+from agents.anomaly.stuck import StuckRun
+from agents.anomaly.trend import TrendGrowth
+from agents.anomaly.vm import FleetDetector, VMDetector
+from agents.forecasting.candidates import (
+    CandidateSet,
+    DailyProfile,
+    HourlyHoltWinters,
+    PeriodicNaive,
+    Ring,
+)
+from agents.forecasting.page_hinkley import PageHinkley
+from agents.forecasting.series import Pending, SeriesForecaster
+from agents.forecasting.vm import VMForecaster
+from agents.pipeline import VMState
+from agents.scaling.patterns import PatternDetector
+from agents.scaling.recommender import VMRecommender
+from agents.scaling.rightsizing import Change, RightSizer
+from agents.scaling.sizing import SizingConfig
+from schemas.records import FeatureContribution, HorizonForecast, Recommendation
+from streams.features import BucketStats, FeatureExtractor
+from streams.state_codec import StateCodec
+
+#: The version of the stored layout of :data:`STATE_CLASSES` (see the module's docstring).
+STATE_LAYOUT = 3
+
+#: Every class a stored state may hold an instance of.
+STATE_CLASSES: tuple[type, ...] = (
+    VMState, FeatureExtractor, BucketStats,
+    VMDetector, FleetDetector, SeriesDetector, AnalogPrediction, HalfSpaceTrees, LevelShift,
+    AnomalyLikelihood, RangeNovelty, SeasonalResidual, StuckRun, TrendGrowth,
+    IncidentTracker, Incident, Sensitivity, RecentIncidents, IncidentRecord, ClassSensitivity,
+    VMForecaster, SeriesForecaster, Pending, CandidateSet, Ring, DailyProfile, PeriodicNaive,
+    HourlyHoltWinters, PageHinkley,
+    VMRecommender, PatternDetector, RightSizer, Change, SizingConfig,
+    Recommendation, HorizonForecast, FeatureContribution,
+)
+
+
+def state_codec(key: bytes) -> StateCodec:
+    """The codec of every stored state, signing with ``key``."""
+    return StateCodec(key, STATE_CLASSES, layout=STATE_LAYOUT)
