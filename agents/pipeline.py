@@ -177,7 +177,7 @@ def _weighed(raw: Verdict, evidence: Mapping[Key, float], factor: float,
                    evidence=scored)
 
 
-def _detect(state: VMState, ev: MetricEvent, values: dict[str, float], x: dict[str, float],
+def _detect(state: VMState, ev: MetricEvent, values: dict[str, float], x: Mapping[str, float],
             cfg: PipelineConfig, out: Outputs, fleet: ClassSensitivity | None = None,
             raw: Verdict | None = None) -> None:
     det = state.detector
@@ -208,10 +208,12 @@ def _detect(state: VMState, ev: MetricEvent, values: dict[str, float], x: dict[s
         flat = flat and weighed[FLATLINE_KEY] / factor >= z_thr
     anomalous = verdict.score >= threshold or flat
     margin = max(0.0, (verdict.score - threshold) / (1.0 - threshold))
-    breadth = len({m for (m, _), z in verdict.evidence.items()
-                   if m != "*" and squash(z) >= threshold})
-    steps = tracker.open.steps + 1 if tracker.open is not None else 1
-    level = severity(margin, breadth, steps) if anomalous else ""
+    level = ""
+    if anomalous:
+        breadth = len({m for (m, _), z in verdict.evidence.items()
+                       if m != "*" and squash(z) >= threshold})
+        steps = tracker.open.steps + 1 if tracker.open is not None else 1
+        level = severity(margin, breadth, steps)
     named = classify(verdict, x) if verdict.score > 0.0 or flat else "unknown"
     out.detection = Detection(verdict.score, flat, named)
     cls = named if anomalous and tracker.open is None else ""
@@ -239,12 +241,12 @@ def _detect(state: VMState, ev: MetricEvent, values: dict[str, float], x: dict[s
 def _forecast(state: VMState, ev: MetricEvent, values: dict[str, float], cfg: PipelineConfig,
               out: Outputs) -> None:
     fc = state.forecasters
-    before = {m: f.chosen_name(0) for m, f in fc.series.items()}
     for metric in fc.learn_one(ev, values):
+        series = fc.series[metric]
         out.drifts.append(DriftEvent(
             vm_id=ev.vm_id, host_id=ev.host_id, timestamp=ev.timestamp, metric=metric,
-            detector="page_hinkley", action="reselect", model_before=before[metric],
-            model_after=fc.series[metric].chosen_name(0)))
+            detector="page_hinkley", action="reselect", model_before=series.model_before_drift,
+            model_after=series.chosen_name(0)))
     for metric, series in fc.series.items():
         if series.scored_now is not None:
             out.forecast_errors[metric] = series.scored_now
@@ -286,7 +288,8 @@ class Step:
 
     ev: MetricEvent
     values: dict[str, float]
-    features: dict[str, float]
+    #: the VM's feature vector (streams.features.FeatureVector: computed when first read)
+    features: Mapping[str, float]
 
 
 def begin_event(state: VMState, ev: MetricEvent, cfg: PipelineConfig,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from statistics import median
 
 import numpy as np
@@ -178,18 +178,19 @@ class FeatureExtractor:
         """Samples in the sliding window."""
         return self._end - self._start
 
-    def update(self, timestamp: float, metrics: Mapping[str, float]) -> dict[str, float]:
-        """Add one sample and return the VM's current feature vector."""
+    def update(self, timestamp: float, metrics: Mapping[str, float]) -> FeatureVector:
+        """Add one sample and return the VM's current feature vector (computed when first
+        read, and readable until the next sample is learned)."""
         if self.last_ts is not None and timestamp <= self.last_ts:
             # Older than, or a repeat of, the newest sample: a late or re-delivered event.
             self.late_events_total += 1
-            return self.features(timestamp)
+            return FeatureVector(self, timestamp)
         if self.last_ts is not None:
             self._steps.append(timestamp - self.last_ts)
         self.last_ts = timestamp
         self._add_tumbling(timestamp, metrics)
         self._push((timestamp, *[float(metrics.get(m, 0.0)) for m in self.metrics]))
-        return self.features(timestamp)
+        return FeatureVector(self, timestamp)
 
     def _add_tumbling(self, timestamp: float, metrics: Mapping[str, float]) -> None:
         index = int(timestamp // self.tumbling_window_s)
@@ -219,6 +220,65 @@ class FeatureExtractor:
 
 
 _ZEROS = dict.fromkeys(STATS, 0.0)
+_COUNT_KEY = "window.sliding.count"
+
+
+class FeatureVector(Mapping[str, float]):
+    """The feature vector of :meth:`FeatureExtractor.features` as of one sample, computed
+    when first read: most samples need a few sliding statistics (the flatline check) or
+    nothing, not the whole vector. The sliding window's sample count costs nothing, a sliding
+    statistic computes the sliding window's statistics (once), and any other feature the
+    whole vector (once). The values are those :meth:`FeatureExtractor.features` gives, bit
+    for bit; reading a vector after its VM learned a newer sample raises RuntimeError.
+    """
+
+    __slots__ = ("_computed", "_extractor", "_learned", "_sliding", "_timestamp", "count")
+
+    def __init__(self, extractor: FeatureExtractor, timestamp: float) -> None:
+        self._extractor = extractor
+        self._learned = extractor.last_ts
+        self._timestamp = timestamp
+        self._sliding: dict[str, np.ndarray] | None = None
+        self._computed: dict[str, float] | None = None
+        #: samples in the sliding window
+        self.count = float(extractor.count)
+
+    def _check(self) -> FeatureExtractor:
+        if self._extractor.last_ts != self._learned:
+            raise RuntimeError("a feature vector read after its VM learned a newer sample")
+        return self._extractor
+
+    def _all(self) -> dict[str, float]:
+        computed = self._computed
+        if computed is None:
+            computed = self._computed = self._check().features(self._timestamp)
+        return computed
+
+    def __getitem__(self, key: str) -> float:
+        if key == _COUNT_KEY:
+            return self.count
+        if self._computed is None:
+            where = _sliding_index(self._extractor.metrics).get(key)
+            if where is not None:
+                sliding = self._sliding
+                if sliding is None:
+                    rows = self._check()._window()
+                    sliding = self._sliding = window_stats(rows[:, 0], rows[:, 1:])
+                return float(sliding[where[0]][where[1]])
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+@functools.cache
+def _sliding_index(metrics: tuple[str, ...]) -> dict[str, tuple[str, int]]:
+    """The sliding statistics' feature names -> (statistic, column of the metric)."""
+    return {key: (stat, column) for column, m in enumerate(metrics)
+            for key, stat in zip(_keys(m)[0], STATS, strict=True)}
 
 
 @functools.cache

@@ -354,6 +354,33 @@ class CandidateSet:
         out += [v if v == v else last for v in self.periodic.long_medians]
         return out
 
+    def one(self, c: int, timestamp: float, horizon_s: float) -> float:
+        """Candidate ``c``'s forecast (index in :data:`CANDIDATES`) at one horizon: what
+        :meth:`forecast` gives for it, computing none of the others."""
+        values = self.ring.values
+        last = values[-1] if self.n else 0.0
+        if c >= N_FLAT:  # the timed ones: daily, periodic, holt_winters
+            if c == N_FLAT:
+                return self.profile.at(timestamp + horizon_s, last)
+            v = (self.periodic if c == N_FLAT + 1 else self.holt_winters).at(timestamp,
+                                                                              horizon_s)
+            return last if v != v else (v if v > 0.0 else 0.0)
+        if c == 0:
+            return last
+        if c <= len(EWMA_ALPHAS):
+            return self.ewma[c - 1]
+        c -= 1 + len(EWMA_ALPHAS)
+        if c < len(MEDIAN_LENGTHS):
+            if not values:
+                return 0.0
+            s = values[-MEDIAN_LENGTHS[c]:].tolist()
+            s.sort()
+            m = len(s)
+            i = m // 2
+            return s[i] if m % 2 else (s[i - 1] + s[i]) / 2
+        v = self.periodic.long_medians[c - len(MEDIAN_LENGTHS)]
+        return v if v == v else last
+
     def forecast(self, timestamp: float, horizons_s: Sequence[float]) -> list[list[float]]:
         """Per horizon, every candidate's forecast in :data:`CANDIDATES` order."""
         flat = self.flat()

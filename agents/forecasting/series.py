@@ -60,6 +60,12 @@ _ARRAYS = (("errors", "f"), ("weights", "f"), ("scored", "d"), ("quantiles", "d"
            ("scale", "d"), ("widen", "d"))
 
 
+def _choice(errors: Sequence[float], scored: float) -> int:
+    """The model (index in :data:`MODELS`) of the least recent error at one horizon, or the
+    default until the horizon has been scored a few times."""
+    return _DEFAULT if scored < 3 else min(range(_K), key=errors.__getitem__)
+
+
 class Pending:
     """Forecasts awaiting their target time: rows of ``width`` single-precision values in one
     flat array, with when each was made and which horizons have been scored (a bit each)."""
@@ -142,6 +148,8 @@ class SeriesForecaster:
         # last timestamp forecast from since the newest sample: (timestamp, forecasts).
         self._chosen: list[int] | None = None
         self._latest: tuple[float, list[tuple[float, Band]]] | None = None
+        #: after a sample whose errors drifted: the model chosen (shortest horizon) before it
+        self.model_before_drift = ""
 
     def __getstate__(self) -> tuple[object, ...]:
         """A flat tuple, cheaper to store than the instance's dict: the attributes of
@@ -166,8 +174,7 @@ class SeriesForecaster:
             self._chosen = chosen = [-1] * len(self.horizons_s)  # -1: not chosen yet
         c = chosen[h]
         if c < 0:
-            c = chosen[h] = (_DEFAULT if self.scored[h] < 3 else
-                             min(range(_K), key=self.errors[h * _K:(h + 1) * _K].__getitem__))
+            c = chosen[h] = _choice(self.errors[h * _K:(h + 1) * _K], self.scored[h])
         return c
 
     def chosen_name(self, h: int = 0) -> str:
@@ -183,20 +190,26 @@ class SeriesForecaster:
         latest = self._latest
         if latest is None or latest[0] != timestamp:
             # Every horizon at once (each is computed on its own, so a subset is the same),
-            # remembered until the next sample is learned.
-            paths = self.candidates.forecast(timestamp, self.horizons_s)
-            latest = (timestamp, [self._with_band(h, self._point(h, per_candidate))
-                                  for h, per_candidate in enumerate(paths)])
+            # remembered until the next sample is learned. Only the chosen candidate is
+            # computed, unless the combination (of all of them) is chosen.
+            candidates = self.candidates
+            paths: list[list[float]] | None = None
+            bands = []
+            for h, h_s in enumerate(self.horizons_s):
+                c = self.chosen(h)
+                if c < _K_C:
+                    point = candidates.one(c, timestamp, h_s)
+                else:
+                    if paths is None:
+                        paths = candidates.forecast(timestamp, self.horizons_s)
+                    point = self._combo(h, paths[h])
+                bands.append(self._with_band(h, point))
+            latest = (timestamp, bands)
             self._latest = latest
         if horizons_s is None:
             return list(latest[1])
         index = self.horizons_s.index
         return [latest[1][index(float(h_s))] for h_s in horizons_s]
-
-    def _point(self, h: int, per_candidate: list[float]) -> float:
-        """The chosen model's forecast at horizon index ``h``."""
-        c = self.chosen(h)
-        return per_candidate[c] if c < _K_C else self._combo(h, per_candidate)
 
     def _combo(self, h: int, per_candidate: list[float]) -> float:
         """The combination's forecast at horizon index ``h``: the candidates' weighted sum."""
@@ -279,6 +292,7 @@ class SeriesForecaster:
             return
         due.sort()  # by row, then horizon (no pair twice: one range per horizon)
         errors = self.errors
+        before = (errors[:_K], self.scored[0])  # the shortest horizon's choice before
         d = self._decay
         fresh = 1 - d
         for idx, h in due:
@@ -302,7 +316,7 @@ class SeriesForecaster:
             self._update_widths(h, chosen, y)
             self._update_quantiles(h, y - chosen)
             if h == 0:
-                self._watch_drift(abs(y - chosen))
+                self._watch_drift(abs(y - chosen), before)
                 self.scored_now = (abs(y - chosen), abs(y))
             pending.mask[idx] |= 1 << h  # scored at this horizon
 
@@ -361,12 +375,13 @@ class SeriesForecaster:
         d = self._scale_decay
         self.scale[h] = d * scale + (1 - d) * abs(residual) if scale else abs(residual)
 
-    def _watch_drift(self, abs_error: float) -> None:
+    def _watch_drift(self, abs_error: float, before: tuple[array[float], float]) -> None:
         ref = self.scale[0] or abs_error or 1.0
         self.drift.update(min(abs_error / ref, 50.0))
         if self.drift.drift_detected:
             self.drifts_total += 1
             self.drift_detected = True
+            self.model_before_drift = MODELS[_choice(*before)]
             # Forget how the candidates did before the change: reselect on fresh evidence.
             for i in range(len(self.scored)):
                 self.scored[i] = min(self.scored[i], 2.0)

@@ -118,3 +118,32 @@ def test_window_stats_are_numpys_bit_for_bit() -> None:
                     if n > 1 else np.zeros(len(METRIC_FIELDS))}
         for stat, want in expected.items():
             assert got[stat].tobytes() == want.tobytes(), (n, stat)
+
+
+def test_the_lazy_feature_vector_is_the_whole_vector_bit_for_bit(
+        vm1_events: list[MetricEvent]) -> None:
+    """update() returns a vector computed when first read: whichever feature is read first
+    (the count, a sliding statistic, or any other), every value is the one features() gives,
+    and a vector read after its VM learned a newer sample refuses instead of lying."""
+    fx = FeatureExtractor(tumbling_window_s=300, sliding_window_s=900)
+    firsts = ["window.sliding.count", "cpu_pct.sliding.std",
+              "net_tx_bytes_per_s.sliding.slope_per_s", "memory_used_bytes.tumbling.max",
+              "hour_cos"]
+    for i, ev in enumerate(vm1_events[:200]):
+        vector = fx.update(ev.timestamp, ev.metrics())
+        expected = fx.features(ev.timestamp)
+        first = firsts[i % len(firsts)]
+        assert vector[first] == expected[first]
+        if i % 3 == 0:  # only the cheap paths were taken: still right
+            assert vector["cpu_pct.sliding.mean"] == expected["cpu_pct.sliding.mean"]
+        assert dict(vector) == expected and len(vector) == len(expected)
+    last = vm1_events[199]
+    repeat = fx.update(last.timestamp, last.metrics())  # learns nothing: still current
+    assert fx.late_events_total == 1
+    unread = fx.update(last.timestamp, last.metrics())
+    snapshot = fx.features(last.timestamp)
+    assert dict(repeat) == snapshot
+    fx.update(vm1_events[200].timestamp, vm1_events[200].metrics())
+    assert dict(repeat) == snapshot != fx.features(last.timestamp)  # a vector read stays
+    with pytest.raises(RuntimeError, match="newer sample"):
+        unread["cpu_pct.sliding.std"]  # one never read cannot be computed any more

@@ -309,3 +309,20 @@ def test_the_pipeline_publishes_a_drift_event_on_a_regime_change(bitbrains_dir: 
     for _, d in drifts:
         validator.validate(orjson.loads(to_json(d)))
     assert {d.metric for d in after} & {"cpu_pct", "net_rx_bytes_per_s", "memory_used_bytes"}
+
+
+def test_one_candidate_is_what_the_whole_set_forecasts(bitbrains_dir: Path) -> None:
+    """forecast_at computes only the chosen candidate: each candidate on its own gives, bit
+    for bit, what the whole set's forecast gives for it, from an empty ring on."""
+    cs = CandidateSet()
+    horizons = (300.0, 900.0, 3600.0)
+    rows = list(read_vm(bitbrains_files(bitbrains_dir)[4], 4))[:3000]
+    for i, row in enumerate([None, *rows]):
+        if row is not None:
+            cs.learn_one(float(row["timestamp"]), float(row["cpu_pct"]))
+        t = float((row or rows[0])["timestamp"]) + 17.0 * (i % 5)
+        if i % 7 and i > 40:
+            continue
+        paths = cs.forecast(t, horizons)
+        for h, h_s in enumerate(horizons):
+            assert [cs.one(c, t, h_s) for c in range(len(CANDIDATES))] == paths[h]
