@@ -24,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import math
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
@@ -150,6 +151,8 @@ class SeriesForecaster:
         self._latest: tuple[float, list[tuple[float, Band]]] | None = None
         #: after a sample whose errors drifted: the model chosen (shortest horizon) before it
         self.model_before_drift = ""
+        # a time before which no pending forecast is due (-inf: not known)
+        self._due_from = -math.inf
 
     def __getstate__(self) -> tuple[object, ...]:
         """A flat tuple, cheaper to store than the instance's dict: the attributes of
@@ -268,12 +271,35 @@ class SeriesForecaster:
                 latest.append(self._with_band(h, point))
             pending = self.pending
             pending.append(timestamp, packed)
+            self._due_from = -math.inf
             self._latest = (timestamp, latest)
             kept_s = max(self.horizons_s) + self.grid_s
             while pending and timestamp - pending.made_at[0] > kept_s:
                 pending.popleft()
 
     def _score(self, timestamp: float, y: float) -> None:
+        if timestamp < self._due_from:
+            return  # nothing pending is due yet (most samples)
+        self._score_due(timestamp, y)
+        self._due_from = self._next_due(timestamp)
+
+    def _next_due(self, timestamp: float) -> float:
+        """A time before which no pending forecast can be due, with two seconds to spare
+        either way: the earliest target time (less the tolerance) of the forecasts not yet
+        scored at a horizon and not yet past it."""
+        slack = self.grid_s / 2.0 + 2.0
+        pending = self.pending
+        soonest = math.inf
+        for idx, made_at in enumerate(pending.made_at):
+            mask = pending.mask[idx]
+            for h, h_s in enumerate(self.horizons_s):
+                target = made_at + h_s
+                if mask & (1 << h) or target + slack < timestamp:
+                    continue  # scored, or past (time only moves on)
+                soonest = min(soonest, target - slack)
+        return soonest
+
+    def _score_due(self, timestamp: float, y: float) -> None:
         horizons_s = self.horizons_s
         tolerance = self.grid_s / 2.0
         pending = self.pending

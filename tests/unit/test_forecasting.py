@@ -326,3 +326,29 @@ def test_one_candidate_is_what_the_whole_set_forecasts(bitbrains_dir: Path) -> N
         paths = cs.forecast(t, horizons)
         for h, h_s in enumerate(horizons):
             assert [cs.one(c, t, h_s) for c in range(len(CANDIDATES))] == paths[h]
+
+
+class _SearchingEverySample(SeriesForecaster):
+    def _next_due(self, timestamp: float) -> float:
+        return -math.inf
+
+
+def test_skipping_samples_with_nothing_due_changes_nothing(bitbrains_dir: Path) -> None:
+    """Most samples have no pending forecast due, and skip the search for one: on a real
+    series with jittered steps and gaps, the forecaster learns exactly what one that searches
+    on every sample learns."""
+    rng = np.random.default_rng(3)
+    rows = list(read_vm(bitbrains_files(bitbrains_dir)[6], 6))[:2500]
+    fast, slow = SeriesForecaster(), _SearchingEverySample()
+    t = 0.0
+    for i, row in enumerate(rows):
+        t += 3600.0 if i % 500 == 499 else float(rng.choice([10.0, 60.0, 299.0, 300.0, 301.0]))
+        y = float(row["cpu_pct"])
+        fast.learn_one(t, y)
+        slow.learn_one(t, y)
+        assert fast.scored_now == slow.scored_now, i
+        assert fast.drift_detected == slow.drift_detected, i
+        if i % 50 == 0:
+            assert fast.forecast_at(t) == slow.forecast_at(t), i
+    assert list(fast.errors) == list(slow.errors) and list(fast.scored) == list(slow.scored)
+    assert fast.drifts_total == slow.drifts_total
