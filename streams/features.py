@@ -30,6 +30,9 @@ from schemas.records import METRIC_FIELDS
 
 STATS = ("mean", "std", "min", "max", "last", "slope_per_s")
 _MAX_SLIDING_POINTS = 360
+#: Two successive values this far apart make a window's standard deviation nonzero whatever
+#: the rest of it (their deviations from any mean square to a normal float).
+_MOVED = 1e-140
 _MIN_BUFFER_ROWS = 8
 _STEP_HISTORY = 15
 
@@ -130,6 +133,10 @@ class FeatureExtractor:
         # when its end is reached.
         self._buf = np.empty((_MIN_BUFFER_ROWS, len(metrics) + 1))
         self._start = self._end = 0
+        #: rows pushed since the start, and per metric the last row (counted the same way)
+        #: whose value differs from the row before by at least :data:`_MOVED` (-1: none)
+        self._pushed = 0
+        self._moved = [-1] * len(metrics)
         self._steps: deque[float] = deque(maxlen=_STEP_HISTORY)
 
     def __getstate__(self) -> dict[str, object]:
@@ -150,6 +157,13 @@ class FeatureExtractor:
         buf = self._buf
         horizon = row[0] - self.sliding_window_s
         start, end = self._start, self._end
+        if end > start:
+            previous = buf[end - 1].tolist()
+            moved = self._moved
+            for j in range(len(moved)):
+                if abs(row[j + 1] - previous[j + 1]) >= _MOVED:
+                    moved[j] = self._pushed
+        self._pushed += 1
         if end - start == _MAX_SLIDING_POINTS:
             start += 1
         while start < end and buf[start, 0] <= horizon:
@@ -266,6 +280,17 @@ class FeatureVector(Mapping[str, float]):
                     sliding = self._sliding = window_stats(rows[:, 0], rows[:, 1:])
                 return float(sliding[where[0]][where[1]])
         return self._all()[key]
+
+    def surely_moved(self, metric: str) -> bool:
+        """True when the sliding window holds two successive values of ``metric`` at least
+        :data:`_MOVED` apart, so that its ``sliding.std`` is certainly not 0 (False: it may
+        be; read it). Costs nothing, where reading the statistic computes the window's."""
+        fx = self._check()
+        try:
+            row = fx._moved[fx.metrics.index(metric)]
+        except ValueError:
+            return False
+        return row - 1 >= fx._pushed - fx.count
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._all())

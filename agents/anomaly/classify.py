@@ -44,7 +44,12 @@ def is_flatline(features: Mapping[str, float]) -> bool:
     """True when most metrics have not moved at all over a sliding window of enough samples."""
     if features.get("window.sliding.count", 0.0) < FLATLINE_MIN_SAMPLES:
         return False
-    flat = sum(1 for key in _FLATLINE_STD_KEYS if key in features and features[key] == 0.0)
+    # A streams.features.FeatureVector knows, without computing the window's statistics,
+    # when a metric certainly moved (its std is not 0).
+    moved = getattr(features, "surely_moved", None)
+    flat = sum(1 for m, key in zip(FLATLINE_METRICS, _FLATLINE_STD_KEYS, strict=True)
+               if not (moved is not None and moved(m))
+               and key in features and features[key] == 0.0)
     return flat >= FLATLINE_MIN_METRICS
 
 
