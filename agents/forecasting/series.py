@@ -148,7 +148,7 @@ class SeriesForecaster:
         # chosen per horizon (once asked for), and the forecasts of every horizon from the
         # last timestamp forecast from since the newest sample: (timestamp, forecasts).
         self._chosen: list[int] | None = None
-        self._latest: tuple[float, list[tuple[float, Band]]] | None = None
+        self._latest: tuple[float, list[tuple[float, Band] | None]] | None = None
         #: after a sample whose errors drifted: the model chosen (shortest horizon) before it
         self.model_before_drift = ""
         # a time before which no pending forecast is due (-inf: not known)
@@ -192,27 +192,29 @@ class SeriesForecaster:
         """
         latest = self._latest
         if latest is None or latest[0] != timestamp:
-            # Every horizon at once (each is computed on its own, so a subset is the same),
-            # remembered until the next sample is learned. Only the chosen candidate is
-            # computed, unless the combination (of all of them) is chosen.
-            candidates = self.candidates
-            paths: list[list[float]] | None = None
-            bands = []
-            for h, h_s in enumerate(self.horizons_s):
+            latest = self._latest = (timestamp, [None] * len(self.horizons_s))
+        # Each horizon computed when first asked for (each on its own, so a subset is the
+        # same), remembered until the next sample is learned. Only the chosen candidate is
+        # computed, unless the combination (of all of them) is chosen.
+        bands = latest[1]
+        wanted = (range(len(bands)) if horizons_s is None else
+                  [self.horizons_s.index(float(h_s)) for h_s in horizons_s])
+        candidates = self.candidates
+        paths: list[list[float]] | None = None
+        out = []
+        for h in wanted:
+            band = bands[h]
+            if band is None:
                 c = self.chosen(h)
                 if c < _K_C:
-                    point = candidates.one(c, timestamp, h_s)
+                    point = candidates.one(c, timestamp, self.horizons_s[h])
                 else:
                     if paths is None:
                         paths = candidates.forecast(timestamp, self.horizons_s)
                     point = self._combo(h, paths[h])
-                bands.append(self._with_band(h, point))
-            latest = (timestamp, bands)
-            self._latest = latest
-        if horizons_s is None:
-            return list(latest[1])
-        index = self.horizons_s.index
-        return [latest[1][index(float(h_s))] for h_s in horizons_s]
+                band = bands[h] = self._with_band(h, point)
+            out.append(band)
+        return out
 
     def _combo(self, h: int, per_candidate: list[float]) -> float:
         """The combination's forecast at horizon index ``h``: the candidates' weighted sum."""
@@ -260,7 +262,7 @@ class SeriesForecaster:
             self.last_grid = timestamp
             paths = self.candidates.forecast(timestamp, self.horizons_s)
             packed = paths[0][:N_FLAT]  # the flat candidates
-            latest = []
+            latest: list[tuple[float, Band] | None] = []
             for h, per_candidate in enumerate(paths):
                 combo = self._combo(h, per_candidate)
                 c = self.chosen(h)

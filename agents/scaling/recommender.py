@@ -100,7 +100,7 @@ class VMRecommender:
             self.cpu = cpu_sizer(float(ev.vcpus), self.cfg, floor=MIN_CORES)
             self.memory = memory_sizer(ev.memory_total_bytes, self.cfg, floor=MEMORY_STEP_BYTES)
         per_core = ev.vcpus / 100.0  # cpu_pct -> cores
-        cpu_out = cpu_fc.forecast_at(ev.timestamp)
+        cpu_out = cpu_fc.forecast_at(ev.timestamp, cpu_fc.horizons_s[-1:])  # all it reads
         mem_out = mem_fc.forecast_at(ev.timestamp)
         cpu_change = self.cpu.update(
             ev.timestamp, forecast=cpu_forecast(cpu_out) * per_core,
