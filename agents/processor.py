@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -306,8 +307,9 @@ class MetricsProcessor:
         fleet = self.refresh_fleet()
         hosts = self.hosts(now)
         accepted: list[tuple[Inbound, MetricEvent, bytes]] = []
+        for topic, n in Counter(msg.topic for msg in batch).items():
+            self.metrics.events_in.labels(topic=topic).inc(n)
         for msg in batch:
-            self.metrics.events_in.labels(topic=msg.topic).inc()
             ev = decode_metric(msg.value, now=now, max_bytes=self.max_message_bytes,
                                max_future_skew_s=self.max_future_skew_s)
             if isinstance(ev, Rejected):

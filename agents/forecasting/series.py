@@ -288,17 +288,19 @@ class SeriesForecaster:
     def _next_due(self, timestamp: float) -> float:
         """A time before which no pending forecast can be due, with two seconds to spare
         either way: the earliest target time (less the tolerance) of the forecasts not yet
-        scored at a horizon and not yet past it."""
+        scored at a horizon and not yet past it. Rows are in time order, so per horizon that
+        is the first such row after those already past."""
         slack = self.grid_s / 2.0 + 2.0
         pending = self.pending
+        made, mask, n = pending.made_at, pending.mask, len(pending)
         soonest = math.inf
-        for idx, made_at in enumerate(pending.made_at):
-            mask = pending.mask[idx]
-            for h, h_s in enumerate(self.horizons_s):
-                target = made_at + h_s
-                if mask & (1 << h) or target + slack < timestamp:
-                    continue  # scored, or past (time only moves on)
-                soonest = min(soonest, target - slack)
+        for h, h_s in enumerate(self.horizons_s):
+            bit = 1 << h
+            i = bisect_left(made, timestamp - h_s - slack)  # rows before: past (time moves on)
+            while i < n and mask[i] & bit:
+                i += 1
+            if i < n:
+                soonest = min(soonest, made[i] + h_s - slack)
         return soonest
 
     def _score_due(self, timestamp: float, y: float) -> None:
