@@ -7,8 +7,9 @@ with the worker's settings, and no broker.
 * A Bitbrains fleet (:func:`run_fleet`) is replayed as the stream would carry it: every VM's
   samples merged in time order, each validated by the worker's own decoder
   (:func:`schemas.validate.decode_metric`; refused rows are counted by reason), then learned
-  with every learner on, hosts kept from the VMs' host reports for placement, as the worker
-  does.
+  with every learner on in batches of :data:`BATCH_EVENTS`, through the worker's own step
+  (:func:`agents.stepper.step_events`: the batch's detectors together), hosts kept from the
+  VMs' host reports for placement and applied after each batch, as the worker does.
 
 What comes out (:class:`SeriesResult`, one per series or VM) is what an operator would have
 seen: the incidents (opened, escalated, resolved), the forecasts scored against the samples
@@ -30,8 +31,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import orjson
 
+from agents.anomaly.pool import DetectorPool
 from agents.pipeline import Outputs, PipelineConfig, VMState, new_state, process_event
 from agents.scaling.placement import HostState, apply_report
+from agents.stepper import step_events
 from schemas.records import MetricEvent
 from schemas.validate import Rejected, decode_metric
 from streams.backtest.nab_scoring import FloatArray
@@ -42,6 +45,8 @@ from streams.traces import read_vm, vm_identity
 ProgressFn = Callable[[int], None]
 SERIES_HOST = "-"
 _PROGRESS_EVERY = 2000
+#: Samples of a fleet stepped together, as the worker takes them (NOVACRON_BATCH_MAX_EVENTS).
+BATCH_EVENTS = 500
 _SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
@@ -264,7 +269,29 @@ def run_fleet(fleet: Fleet, cfg: PipelineConfig, hosts_cfg: FleetSettings,
     allocated: dict[str, tuple[float, float]] = {}
     hosts: dict[str, HostState] = {}
     refused: Counter[str] = Counter()
+    pool = DetectorPool(cfg.metrics)
     done = 0
+    batch: list[tuple[VMState, MetricEvent]] = []
+
+    def step() -> None:
+        # The worker's step: a batch's VMs' detectors together; host reports applied after
+        # the batch, as the worker's host directory is (placement reads it as of before).
+        outs = step_events(batch, cfg, pool, hosts=hosts)
+        for (_, ev), out in zip(batch, outs, strict=True):
+            for report in out.host_reports:
+                hosts[report.host_id] = apply_report(
+                    hosts.get(report.host_id), report, cpu_cores=hosts_cfg.host_cpu_cores,
+                    memory_bytes=hosts_cfg.host_memory_bytes, ttl_s=hosts_cfg.host_report_ttl_s)
+            provisioned = (float(ev.vcpus), ev.memory_total_bytes)
+            cores, n_bytes = allocated.get(ev.vm_id, provisioned)
+            cols[ev.vm_id].observe(ev.timestamp, {
+                **ev.metrics(), "cpu_cores_used": ev.cpu_pct * ev.vcpus / 100.0,
+                "provisioned_cores": provisioned[0], "provisioned_bytes": provisioned[1],
+                "allocated_cores": cores, "allocated_bytes": n_bytes}, out)
+            for r in out.recommendations:  # in effect from the VM's next sample
+                allocated[ev.vm_id] = (float(r.target_vcpus), r.target_memory_bytes)
+        batch.clear()
+
     for msg in merged:
         done += 1
         if progress is not None and done % _PROGRESS_EVERY == 0:
@@ -279,21 +306,10 @@ def run_fleet(fleet: Fleet, cfg: PipelineConfig, hosts_cfg: FleetSettings,
             state = states[ev.vm_id] = new_state(cfg)
             cols[ev.vm_id] = _Collector(ev.vm_id, ev.vm_id, "vm", "cpu_pct",
                                         str(fleet.root), VM_FIELDS)
-        values = ev.metrics()
-        out = process_event(state, ev, cfg, hosts=hosts, values=values)
-        for report in out.host_reports:
-            hosts[report.host_id] = apply_report(
-                hosts.get(report.host_id), report, cpu_cores=hosts_cfg.host_cpu_cores,
-                memory_bytes=hosts_cfg.host_memory_bytes, ttl_s=hosts_cfg.host_report_ttl_s)
-        provisioned = (float(ev.vcpus), ev.memory_total_bytes)
-        cores, n_bytes = allocated.get(ev.vm_id, provisioned)
-        col = cols[ev.vm_id]
-        col.observe(ev.timestamp, {
-            **values, "cpu_cores_used": ev.cpu_pct * ev.vcpus / 100.0,
-            "provisioned_cores": provisioned[0], "provisioned_bytes": provisioned[1],
-            "allocated_cores": cores, "allocated_bytes": n_bytes}, out)
-        for r in out.recommendations:  # in effect from the VM's next sample
-            allocated[ev.vm_id] = (float(r.target_vcpus), r.target_memory_bytes)
+        batch.append((state, ev))
+        if len(batch) == BATCH_EVENTS:
+            step()
+    step()
     if progress is not None:
         progress(done % _PROGRESS_EVERY)
     seconds = time.perf_counter() - started
