@@ -37,12 +37,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
 from bench.throughput import (  # noqa: E402
     Fleet,
+    bench_broker,
     preload,
     start_worker,
     write_result,
 )
 from streams.admin import ensure_topics  # noqa: E402
-from streams.broker import LocalKafka, free_port  # noqa: E402
+from streams.broker import free_port  # noqa: E402
 from streams.runner import stop_process, worker_counters  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.traces import DEFAULT_BITBRAINS_DIR  # noqa: E402
@@ -129,13 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(sizes) != 2 or not 0 < sizes[0] < sizes[1] or args.samples < 1:
         p.error("--vms needs two increasing positive counts, --samples a positive count")
 
-    kafka = None
     tmp = Path(tempfile.mkdtemp(prefix="memory-"))
-    try:
-        base = Settings.from_env()
-        if not base.bootstrap_servers:
-            kafka = LocalKafka(data_dir=tmp / "kafka", port=free_port()).start()
-            base = dataclasses.replace(base, bootstrap_servers=kafka.bootstrap_servers)
+    with bench_broker(tmp) as base:
         settings = dataclasses.replace(
             base, topic_prefix=f"mem{os.getpid()}.", app_id=f"novacron-mem-{os.getpid()}",
             data_dir=str(tmp / "worker"), web_port=free_port(), checkpoint_interval_s=0.0,
@@ -175,9 +171,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{result['rss_bytes_per_vm']:,.0f} bytes of RSS per VM, "
               f"{result['stored_bytes_per_vm']:,.0f} stored; written {args.out}")
         return 0
-    finally:
-        if kafka is not None:
-            kafka.stop()
 
 
 if __name__ == "__main__":

@@ -42,8 +42,9 @@ sys.path.insert(0, str(REPO))
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
+from bench.throughput import bench_broker  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
-from streams.broker import LocalKafka, free_port  # noqa: E402
+from streams.broker import free_port  # noqa: E402
 from streams.runner import spawn_worker, stop_process  # noqa: E402
 from streams.runner import worker_counters as counters  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -174,16 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.minutes <= args.warmup_min:
         p.error("--minutes must be longer than --warmup-min")
 
-    kafka = None
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
+    with bench_broker(tmp) as base:
+        return _soak(args, argv, base, tmp)
+
+
+def _soak(args: argparse.Namespace, argv: list[str] | None, base: Settings, tmp: Path) -> int:
     worker = None
     try:
-        settings = Settings.from_env()
-        if not settings.bootstrap_servers:
-            kafka = LocalKafka(data_dir=tmp / "kafka", port=free_port()).start()
         settings = dataclasses.replace(
-            settings, bootstrap_servers=kafka.bootstrap_servers if kafka
-            else settings.bootstrap_servers, topic_prefix=f"soak{os.getpid()}.",
+            base, topic_prefix=f"soak{os.getpid()}.",
             app_id=f"novacron-soak-{os.getpid()}", data_dir=str(tmp / "worker"),
             web_port=free_port(), partitions=4, idle_vm_expiry_s=args.expiry_s,
             checkpoint_interval_s=0.0, log_level="warning")
@@ -211,8 +212,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if worker is not None:
             stop_process(worker)
-        if kafka is not None:
-            kafka.stop()
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import math
@@ -335,6 +336,21 @@ def write_result(out: Path, result: dict[str, Any], script: str, argv: list[str]
     out.write_text(json.dumps(result, indent=1) + "\n")
 
 
+@contextlib.contextmanager
+def bench_broker(tmp: Path) -> Iterator[Settings]:
+    """The settings of the environment, on the Kafka cluster they name or, when they name
+    none, on a local broker started in ``tmp`` (and stopped on the way out)."""
+    base = Settings.from_env()
+    if base.bootstrap_servers:
+        yield base
+        return
+    kafka = LocalKafka(data_dir=tmp / "kafka", port=free_port()).start()
+    try:
+        yield dataclasses.replace(base, bootstrap_servers=kafka.bootstrap_servers)
+    finally:
+        kafka.stop()
+
+
 def worker_settings(base: Settings, tmp: Path, name: str) -> Settings:
     return dataclasses.replace(
         base, topic_prefix=f"tp{os.getpid()}{name}.", app_id=f"novacron-tp-{os.getpid()}-{name}",
@@ -369,13 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         p.error(f"--rates must be whole numbers separated by commas, got {args.rates!r}")
 
-    kafka = None
     tmp = Path(tempfile.mkdtemp(prefix="throughput-"))
-    try:
-        base = Settings.from_env()
-        if not base.bootstrap_servers:
-            kafka = LocalKafka(data_dir=tmp / "kafka", port=free_port()).start()
-            base = dataclasses.replace(base, bootstrap_servers=kafka.bootstrap_servers)
+    with bench_broker(tmp) as base:
         fleet = Fleet(args.data, args.vms, args.step_s)
         settings = worker_settings(base, tmp, "pipeline")
         asyncio.run(ensure_topics(settings))
@@ -432,9 +443,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratio {result['ratio']:.4f}, pipeline/faust "
               f"{result['pipeline_vs_faust']:.3f}; written {args.out}")
         return 0
-    finally:
-        if kafka is not None:
-            kafka.stop()
 
 
 if __name__ == "__main__":
