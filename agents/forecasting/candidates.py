@@ -77,6 +77,11 @@ def median_of_last(ring: Ring, n: int) -> float:
     return _median_of_sorted(sorted(ring.values[-n:])) if len(ring) else 0.0
 
 
+def _or_last(v: float, last: float) -> float:
+    """A timed candidate's forecast: ``last`` where it has none (NaN), never below 0."""
+    return last if v != v else (v if v > 0.0 else 0.0)  # max(0.0, v), without the call
+
+
 def _median_of_sorted(s: list[float]) -> float:
     """:func:`statistics.median` of values already sorted (at least one), bit for bit: the
     middle one, or the mean ``(a + b) / 2`` of the middle two."""
@@ -362,22 +367,15 @@ class CandidateSet:
         if c >= N_FLAT:  # the timed ones: daily, periodic, holt_winters
             if c == N_FLAT:
                 return self.profile.at(timestamp + horizon_s, last)
-            v = (self.periodic if c == N_FLAT + 1 else self.holt_winters).at(timestamp,
-                                                                              horizon_s)
-            return last if v != v else (v if v > 0.0 else 0.0)
+            model = self.periodic if c == N_FLAT + 1 else self.holt_winters
+            return _or_last(model.at(timestamp, horizon_s), last)
         if c == 0:
             return last
         if c <= len(EWMA_ALPHAS):
             return self.ewma[c - 1]
         c -= 1 + len(EWMA_ALPHAS)
         if c < len(MEDIAN_LENGTHS):
-            if not values:
-                return 0.0
-            s = values[-MEDIAN_LENGTHS[c]:].tolist()
-            s.sort()
-            m = len(s)
-            i = m // 2
-            return s[i] if m % 2 else (s[i - 1] + s[i]) / 2
+            return _median_of_sorted(sorted(values[-MEDIAN_LENGTHS[c]:])) if values else 0.0
         v = self.periodic.long_medians[c - len(MEDIAN_LENGTHS)]
         return v if v == v else last
 
@@ -388,8 +386,7 @@ class CandidateSet:
         periodic, holt_winters, profile = self.periodic, self.holt_winters, self.profile
         out = []
         for h in horizons_s:
-            p, hw = periodic.at(timestamp, h), holt_winters.at(timestamp, h)
             out.append([*flat, profile.at(timestamp + h, last),
-                        last if p != p else (p if p > 0.0 else 0.0),  # max(0.0, p)
-                        last if hw != hw else (hw if hw > 0.0 else 0.0)])
+                        _or_last(periodic.at(timestamp, h), last),
+                        _or_last(holt_winters.at(timestamp, h), last)])
         return out
