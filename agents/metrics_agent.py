@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: How long a rebalance waits for the learned states to be written before forgetting them.
+REVOKE_FLUSH_S = 10.0
+
 
 def pipeline_config(settings: Any) -> PipelineConfig:
     return PipelineConfig(
@@ -136,7 +139,17 @@ def register_agents(service: Service) -> None:
     @app.on_partitions_revoked.connect
     async def forget_cached_states(sender: Any, /, *args: Any, signal: BaseSignalT[Any],
                                    **kwargs: Any) -> None:
-        processor.forget()
+        """Write every learned state and its mark, then forget them: whoever takes a partition
+        next (maybe this worker again) starts from the mark without re-reading what was
+        learned here. If the writes do not finish in time, the marks still name the offsets
+        to read again, so nothing is lost, only re-learned."""
+        async with turn:
+            try:
+                await asyncio.wait_for(flush(everything=True), REVOKE_FLUSH_S)
+            except Exception as exc:  # a timeout or a broker error: logged, input re-read
+                log.warning("states not written before the rebalance (%r): the next owner "
+                            "reads their input again", exc)
+            processor.forget()
         learned.clear()
         marked.clear()
 
