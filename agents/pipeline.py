@@ -238,10 +238,18 @@ def _detect(state: VMState, ev: MetricEvent, values: dict[str, float], x: Mappin
         detector=DETECTOR_NAME))
 
 
+def forecasts_due(state: VMState, ev: MetricEvent, cfg: PipelineConfig) -> bool:
+    """Whether the sample publishes the VM's forecast records."""
+    return (state.features.step_s > 0
+            and ev.timestamp - state.last_forecast_at >= cfg.forecast_interval_s)
+
+
 def _forecast(state: VMState, ev: MetricEvent, values: dict[str, float], cfg: PipelineConfig,
-              out: Outputs) -> None:
+              out: Outputs, drifted: list[str] | None = None) -> None:
     fc = state.forecasters
-    for metric in fc.learn_one(ev, values):
+    if drifted is None:  # not learned with a batch of VMs (agents.stepper)
+        drifted = fc.learn_one(ev, values)
+    for metric in drifted:
         series = fc.series[metric]
         out.drifts.append(DriftEvent(
             vm_id=ev.vm_id, host_id=ev.host_id, timestamp=ev.timestamp, metric=metric,
@@ -255,11 +263,11 @@ def _forecast(state: VMState, ev: MetricEvent, values: dict[str, float], cfg: Pi
                 sums = state.forecast_error_sums.setdefault(metric, [0.0, 0.0])
                 sums[0] += err
                 sums[1] += actual
-    step_s = state.features.step_s
-    if step_s <= 0 or ev.timestamp - state.last_forecast_at < cfg.forecast_interval_s:
+    if not forecasts_due(state, ev, cfg):
         return
     state.last_forecast_at = ev.timestamp
-    out.forecasts.extend(fc.forecasts(ev.vm_id, ev.host_id, ev.timestamp, step_s))
+    out.forecasts.extend(fc.forecasts(ev.vm_id, ev.host_id, ev.timestamp,
+                                      state.features.step_s))
 
 
 def _report_to_host(state: VMState, ev: MetricEvent, cfg: PipelineConfig, out: Outputs,
@@ -312,15 +320,17 @@ def begin_event(state: VMState, ev: MetricEvent, cfg: PipelineConfig,
 def finish_event(state: VMState, step: Step, cfg: PipelineConfig,
                  fleet: ClassSensitivity | None = None,
                  hosts: Mapping[str, HostState] | None = None,
-                 raw: Verdict | None = None) -> Outputs:
+                 raw: Verdict | None = None, drifted: list[str] | None = None) -> Outputs:
     """The rest of :func:`process_event`: detection, forecasts, scaling. ``raw``: the
     detector's verdict on the sample when it was already scored and learned (a batch of
     VMs stepped together, :class:`agents.anomaly.pool.DetectorPool`); otherwise the VM's
-    detector scores and learns it here."""
+    detector scores and learns it here. ``drifted``: likewise, the metrics whose forecast
+    errors drifted when the forecasters already learned the sample
+    (:class:`agents.forecasting.fleet.ForecasterPool`)."""
     out = Outputs()
     ev = step.ev
     _detect(state, ev, step.values, step.features, cfg, out, fleet, raw)
-    _forecast(state, ev, step.values, cfg, out)
+    _forecast(state, ev, step.values, cfg, out, drifted)
     if not cfg.scales:
         return out
     rec = state.scaling.recommend(ev, state.forecasters, hosts)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from agents.anomaly.feedback import ClassSensitivity
 from agents.anomaly.pool import DetectorPool
 from agents.expiry import IdleTracker
+from agents.forecasting.fleet import ForecasterPool
 from agents.pipeline import (
     Outputs,
     PipelineConfig,
@@ -156,6 +157,7 @@ class MetricsProcessor:
         self.cache: dict[bytes, VMState] = {}
         #: the cached VMs' detectors, stepped a batch at a time (agents.stepper)
         self.pool = DetectorPool(cfg.metrics)
+        self.forecaster_pool = ForecasterPool(cfg.forecast_horizons_s)
         #: class-feedback key -> (stored bytes, decoded or None if refused): decoded again
         #: only when the bytes change
         self._fleet_parts: dict[bytes, tuple[bytes, ClassSensitivity | None]] = {}
@@ -175,6 +177,7 @@ class MetricsProcessor:
         """Drop cached states (call when partitions are revoked or reassigned)."""
         self.cache.clear()
         self.pool = DetectorPool(self.cfg.metrics)  # states still held elsewhere keep theirs
+        self.forecaster_pool = ForecasterPool(self.cfg.forecast_horizons_s)
         self.dirty.clear()
         self._dirty_in.clear()
         self.metrics.cached_vms.set(0)
@@ -212,6 +215,7 @@ class MetricsProcessor:
             state = self.cache.pop(key, None)
             if state is not None:
                 state.detector.detach()
+                state.forecasters.detach()
             self._clean(key)
         if gone:
             self.metrics.vms_expired.inc(len(gone))
@@ -229,6 +233,7 @@ class MetricsProcessor:
         old = self.cache.get(key)
         if old is not None:
             old.detector.detach()
+            old.forecasters.detach()
         self.cache[key] = state
 
     def _state(self, key: bytes) -> VMState:
@@ -322,7 +327,7 @@ class MetricsProcessor:
                 continue
             accepted.append((msg, ev, key))
         outs = step_events([(self._state(key), ev) for _, ev, key in accepted], self.cfg,
-                           self.pool, fleet, hosts)
+                           self.pool, fleet, hosts, self.forecaster_pool)
         for (msg, ev, key), out in zip(accepted, outs, strict=True):
             result.events.append((ev, out))
             result.alerts.extend((key, to_json(a)) for a in out.alerts)

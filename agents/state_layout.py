@@ -7,7 +7,9 @@ classes below, nothing else (the codec refuses to write or read any other). Bump
 states written in the previous layout are then refused (their VMs start afresh), never
 misread.
 
-Layout history: 3 (this one) replaced the pickled states of layouts 1-2, which are refused.
+Layout history: 3 replaced the pickled states of layouts 1-2, which are refused. 4 (this one)
+stores each VM's forecasters as three arrays of rows (:mod:`agents.forecasting.layout`)
+instead of their objects; states of layout 3 are refused (their VMs relearn).
 
 >>> codec = state_codec(b"secret")
 >>> from agents.pipeline import PipelineConfig, new_state
@@ -31,15 +33,7 @@ from agents.anomaly.series import SeriesDetector
 from agents.anomaly.stuck import StuckRun
 from agents.anomaly.trend import TrendGrowth
 from agents.anomaly.vm import FleetDetector, VMDetector
-from agents.forecasting.candidates import (
-    CandidateSet,
-    DailyProfile,
-    HourlyHoltWinters,
-    PeriodicNaive,
-    Ring,
-)
-from agents.forecasting.page_hinkley import PageHinkley
-from agents.forecasting.series import Pending, SeriesForecaster
+from agents.forecasting.series import SeriesForecaster
 from agents.forecasting.vm import VMForecaster
 from agents.pipeline import VMState
 from agents.scaling.patterns import PatternDetector
@@ -51,7 +45,7 @@ from streams.features import BucketStats, FeatureExtractor
 from streams.state_codec import StateCodec
 
 #: The version of the stored layout of :data:`STATE_CLASSES` (see the module's docstring).
-STATE_LAYOUT = 3
+STATE_LAYOUT = 4
 
 #: Every class a stored state may hold an instance of.
 STATE_CLASSES: tuple[type, ...] = (
@@ -59,8 +53,7 @@ STATE_CLASSES: tuple[type, ...] = (
     VMDetector, FleetDetector, SeriesDetector, AnalogPrediction, HalfSpaceTrees, LevelShift,
     AnomalyLikelihood, RangeNovelty, SeasonalResidual, StuckRun, TrendGrowth,
     IncidentTracker, Incident, Sensitivity, RecentIncidents, IncidentRecord, ClassSensitivity,
-    VMForecaster, SeriesForecaster, Pending, CandidateSet, Ring, DailyProfile, PeriodicNaive,
-    HourlyHoltWinters, PageHinkley,
+    VMForecaster, SeriesForecaster,
     VMRecommender, PatternDetector, RightSizer, Change, SizingConfig,
     Recommendation, HorizonForecast, FeatureContribution,
 )

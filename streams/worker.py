@@ -8,7 +8,7 @@ import logging
 import faust
 from prometheus_client import CollectorRegistry
 
-from agents.anomaly.pool import warm_up
+from agents.warm import warm_up
 from streams.admin import ensure_topics
 from streams.app import create_app
 from streams.logs import logging_config
@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 def run_worker(settings: Settings) -> int:
     """Block until SIGINT/SIGTERM; return the worker's exit code."""
     tune_gc()
-    log.info("loading the detector's compiled kernels (compiling them on a first start)")
-    log.info("detector kernels ready in %.1f s", warm_up())
+    log.info("loading the learners' compiled kernels (compiling them on a first start)")
+    log.info("kernels ready in %.1f s", warm_up())
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(settings))

@@ -39,7 +39,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from agents.forecasting.series import SeriesForecaster
+from agents.forecasting.series import SeriesView
 from agents.forecasting.vm import VMForecaster
 from agents.scaling.patterns import PatternDetector
 from agents.scaling.placement import HostState, choose_target
@@ -179,7 +179,7 @@ def _grows(sized: _Sized, ev: MetricEvent, cpu_change: Change | None,
     return any(c is not None and c.direction == "up" for c in (cpu_change, mem_change))
 
 
-def _forecast_reason(name: str, fc: SeriesForecaster,
+def _forecast_reason(name: str, fc: SeriesView,
                      out: list[tuple[float, tuple[float, float, float, float]]], scale: float,
                      unit: str) -> str:
     point, band = out[-1]

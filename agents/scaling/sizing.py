@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from operator import attrgetter
 
-from agents.forecasting import SeriesForecaster
+from agents.forecasting.series import SeriesView
 from agents.scaling.rightsizing import RightSizer
 
 Band = tuple[float, float, float, float]
@@ -71,9 +71,7 @@ def memory_forecast(forecasts: Sequence[tuple[float, Band]]) -> float:
     return max((band[3] for _, band in forecasts), default=0.0)
 
 
-def recent_cells(fc: SeriesForecaster, window_s: float) -> list[float]:
+def recent_cells(fc: SeriesView, window_s: float) -> list[float]:
     """The forecaster's recent values on its time grid (the newest sample of each cell), over
     the last ``window_s``."""
-    periodic = fc.candidates.periodic
-    n = max(1, int(window_s // periodic.cell_s))
-    return list(periodic.ring.values[-n:])
+    return fc.recent_cells(window_s)

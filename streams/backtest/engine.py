@@ -32,6 +32,7 @@ import numpy as np
 import orjson
 
 from agents.anomaly.pool import DetectorPool
+from agents.forecasting.fleet import ForecasterPool
 from agents.pipeline import Outputs, PipelineConfig, VMState, new_state, process_event
 from agents.scaling.placement import HostState, apply_report
 from agents.stepper import step_events
@@ -270,13 +271,14 @@ def run_fleet(fleet: Fleet, cfg: PipelineConfig, hosts_cfg: FleetSettings,
     hosts: dict[str, HostState] = {}
     refused: Counter[str] = Counter()
     pool = DetectorPool(cfg.metrics)
+    forecasters = ForecasterPool(cfg.forecast_horizons_s)
     done = 0
     batch: list[tuple[VMState, MetricEvent]] = []
 
     def step() -> None:
         # The worker's step: a batch's VMs' detectors together; host reports applied after
         # the batch, as the worker's host directory is (placement reads it as of before).
-        outs = step_events(batch, cfg, pool, hosts=hosts)
+        outs = step_events(batch, cfg, pool, hosts=hosts, forecasters=forecasters)
         for (_, ev), out in zip(batch, outs, strict=True):
             for report in out.host_reports:
                 hosts[report.host_id] = apply_report(

@@ -10,14 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.forecasting import SeriesForecaster
-from agents.forecasting.candidates import (
-    CANDIDATES,
-    CandidateSet,
-    HourlyHoltWinters,
-    Ring,
-    median_of_last,
-)
+from agents.forecasting import SeriesForecaster, kernels
+from agents.forecasting.candidates import CANDIDATES
+from agents.forecasting.layout import D_HW_PATH, I_HW_PATH_LEN, KC
 from agents.forecasting.page_hinkley import PageHinkley
 from streams.traces import bitbrains_files, read_vm
 
@@ -78,8 +73,8 @@ def test_selection_prefers_the_seasonal_candidates_on_a_daily_series() -> None:
     seasonal = {"daily", "holt_winters"}
     chosen = fc.chosen_name(2)  # 60 minutes ahead
     if chosen == "combo":
-        k = len(CANDIDATES)
-        weights = dict(zip(CANDIDATES, fc.weights[2 * k:3 * k], strict=True))
+        at = fc.fleet.offsets.weights + 2 * KC
+        weights = dict(zip(CANDIDATES, fc.fleet.f32[0, at:at + KC].tolist(), strict=True))
         assert sum(weights[c] for c in seasonal) > 0.5, weights
     else:
         assert chosen in seasonal
@@ -103,20 +98,24 @@ def test_a_short_period_is_found_and_forecast(bitbrains_dir: Path) -> None:
         pending = [p for p in pending if p[0] > t + 150.0]
         fc.learn_one(t, y)
         pending.append((t + 900.0, fc.forecast_at(t, [900.0])[0][0], y))
-    assert fc.candidates.periodic.period > 0
+    assert fc.period > 0
     assert err < 0.8 * naive, (err, naive)
 
 
-def test_holt_winters_forecasts_nothing_before_a_full_season() -> None:
-    from agents.forecasting.candidates import HourlyHoltWinters
+def hw_path(fc: SeriesForecaster) -> list[float]:
+    """The Holt-Winters candidate's path: its next hours' forecasts (empty before a season)."""
+    n = int(fc.fleet.i64[0, I_HW_PATH_LEN])
+    return fc.fleet.f64[0, D_HW_PATH:D_HW_PATH + n].tolist()
 
-    hw = HourlyHoltWinters()
+
+def test_holt_winters_forecasts_nothing_before_a_full_season() -> None:
+    fc = SeriesForecaster()
     for i in range(12 * 20):  # 20 hours
-        hw.learn_one(300.0 * i, 10.0)
-    assert math.isnan(hw.at(300.0 * 239, 300.0))
+        fc.learn_one(300.0 * i, 10.0)
+    assert hw_path(fc) == []
     for i in range(12 * 20, 12 * 30):
-        hw.learn_one(300.0 * i, 10.0)
-    assert hw.at(300.0 * 359, 300.0) == pytest.approx(10.0)
+        fc.learn_one(300.0 * i, 10.0)
+    assert hw_path(fc) == pytest.approx([10.0] * 3)
 
 
 @pytest.mark.parametrize("metric", ["cpu_pct", "memory_used_bytes"])
@@ -206,7 +205,7 @@ class _RiverHourlyHoltWinters:
 
 
 def test_page_hinkley_is_rivers_step_for_step() -> None:
-    """The plain-float Page-Hinkley signals exactly where River's does, through level shifts
+    """The compiled Page-Hinkley signals exactly where River's does, through level shifts
     up and down, resets after each change and a pickle round trip."""
     from river import drift
 
@@ -228,9 +227,9 @@ def test_page_hinkley_is_rivers_step_for_step() -> None:
 
 @pytest.mark.parametrize("metric", ["cpu_pct", "memory_used_bytes", "net_rx_bytes_per_s"])
 def test_holt_winters_is_rivers_step_for_step(bitbrains_dir: Path, metric: str) -> None:
-    """The array Holt-Winters gives River's HoltWinters' forecasts, to the last bit, on a
+    """The compiled Holt-Winters gives River's HoltWinters' forecasts, to the last bit, on a
     month of a real VM (and through a pickle round trip half-way)."""
-    ours, river = HourlyHoltWinters(), _RiverHourlyHoltWinters()
+    ours, river = SeriesForecaster(), _RiverHourlyHoltWinters()
     rows = list(read_vm(bitbrains_files(bitbrains_dir)[3], 3))
     for i, row in enumerate(rows):
         t, y = float(row["timestamp"]), float(row[metric])
@@ -238,7 +237,7 @@ def test_holt_winters_is_rivers_step_for_step(bitbrains_dir: Path, metric: str) 
         river.learn_one(t, y)
         if i == len(rows) // 2:
             ours = pickle.loads(pickle.dumps(ours))
-        assert list(ours.path) == river.path
+        assert hw_path(ours) == river.path
     assert len(river.path) == 3  # a full season was learned
 
 
@@ -258,19 +257,15 @@ def test_forecasts_between_grid_times_are_remembered_exactly() -> None:
 
 
 def test_medians_are_statistics_median_bit_for_bit() -> None:
-    ring = Ring(48, "f")
     rng = [((i * 2654435761) % 1000) / 7.0 for i in range(60)]
+    fc = SeriesForecaster()
+    flat = np.empty(len(CANDIDATES) - 3)
     for n_values, y in enumerate(rng, 1):
-        ring.append(y)
-        for n in (1, 2, 3, 6, 12, 24, 48):
-            want = float(statistics.median(ring.values[-n:]))
-            assert median_of_last(ring, n) == want
-        cands = CandidateSet()
-        for i, v in enumerate(ring.values):
-            cands.learn_one(300.0 * i, v)
-        flat = cands.flat()
-        assert flat[4:9] == [float(statistics.median(cands.ring.values[-n:]))
-                             for n in (3, 6, 12, 24, 48)], n_values
+        fc.learn_one(300.0 * n_values, y)
+        kernels.flat_candidates(fc.fleet.f32, fc.fleet.f64, fc.fleet.i64, 0, flat)
+        recent = np.float32(rng[max(0, n_values - 48):n_values]).tolist()
+        assert flat[4:9].tolist() == [float(statistics.median(recent[-n:]))
+                                      for n in (3, 6, 12, 24, 48)], n_values
 
 
 def test_a_ten_second_stream_keeps_the_same_small_state() -> None:
@@ -278,7 +273,7 @@ def test_a_ten_second_stream_keeps_the_same_small_state() -> None:
     fc = SeriesForecaster()
     for i in range(6 * 360 * 3):  # three hours at one sample per 10 s
         fc.learn_one(10.0 * i, 5.0 + (i % 7))
-    assert len(fc.pending) <= 14
+    assert fc.pending <= 14
     assert len(pickle.dumps(fc)) < 12 * 1024
 
 
@@ -309,46 +304,3 @@ def test_the_pipeline_publishes_a_drift_event_on_a_regime_change(bitbrains_dir: 
     for _, d in drifts:
         validator.validate(orjson.loads(to_json(d)))
     assert {d.metric for d in after} & {"cpu_pct", "net_rx_bytes_per_s", "memory_used_bytes"}
-
-
-def test_one_candidate_is_what_the_whole_set_forecasts(bitbrains_dir: Path) -> None:
-    """forecast_at computes only the chosen candidate: each candidate on its own gives, bit
-    for bit, what the whole set's forecast gives for it, from an empty ring on."""
-    cs = CandidateSet()
-    horizons = (300.0, 900.0, 3600.0)
-    rows = list(read_vm(bitbrains_files(bitbrains_dir)[4], 4))[:3000]
-    for i, row in enumerate([None, *rows]):
-        if row is not None:
-            cs.learn_one(float(row["timestamp"]), float(row["cpu_pct"]))
-        t = float((row or rows[0])["timestamp"]) + 17.0 * (i % 5)
-        if i % 7 and i > 40:
-            continue
-        paths = cs.forecast(t, horizons)
-        for h, h_s in enumerate(horizons):
-            assert [cs.one(c, t, h_s) for c in range(len(CANDIDATES))] == paths[h]
-
-
-class _SearchingEverySample(SeriesForecaster):
-    def _next_due(self, timestamp: float) -> float:
-        return -math.inf
-
-
-def test_skipping_samples_with_nothing_due_changes_nothing(bitbrains_dir: Path) -> None:
-    """Most samples have no pending forecast due, and skip the search for one: on a real
-    series with jittered steps and gaps, the forecaster learns exactly what one that searches
-    on every sample learns."""
-    rng = np.random.default_rng(3)
-    rows = list(read_vm(bitbrains_files(bitbrains_dir)[6], 6))[:2500]
-    fast, slow = SeriesForecaster(), _SearchingEverySample()
-    t = 0.0
-    for i, row in enumerate(rows):
-        t += 3600.0 if i % 500 == 499 else float(rng.choice([10.0, 60.0, 299.0, 300.0, 301.0]))
-        y = float(row["cpu_pct"])
-        fast.learn_one(t, y)
-        slow.learn_one(t, y)
-        assert fast.scored_now == slow.scored_now, i
-        assert fast.drift_detected == slow.drift_detected, i
-        if i % 50 == 0:
-            assert fast.forecast_at(t) == slow.forecast_at(t), i
-    assert list(fast.errors) == list(slow.errors) and list(fast.scored) == list(slow.scored)
-    assert fast.drifts_total == slow.drifts_total

@@ -1,4 +1,4 @@
-"""The worker compiles the detector's kernels before it consumes (``warm_up``): afterwards
+"""The worker compiles the learners' kernels before it consumes (``warm_up``): afterwards
 processing real metrics compiles nothing more, so no batch stalls the event loop (and the
 web server with it) for a compilation."""
 
@@ -16,11 +16,11 @@ SCRIPT = """
 import json, sys
 from pathlib import Path
 from numba.core.registry import CPUDispatcher
-import agents.anomaly as pkg
+import agents.anomaly, agents.forecasting
 import pkgutil, importlib
 from prometheus_client import CollectorRegistry
 import orjson
-from agents.anomaly.pool import warm_up
+from agents.warm import warm_up
 from agents.pipeline import PipelineConfig
 from agents.processor import Inbound, MetricsProcessor
 from streams.observability import WorkerMetrics
@@ -29,11 +29,12 @@ from streams.traces import read_fleet
 
 def compiled():
     out = {}
-    for info in pkgutil.iter_modules(pkg.__path__):
-        mod = importlib.import_module(f"agents.anomaly.{info.name}")
-        for name, obj in vars(mod).items():
-            if isinstance(obj, CPUDispatcher) and obj.__module__ == mod.__name__:
-                out[f"{info.name}.{name}"] = len(obj.signatures)
+    for pkg in (agents.anomaly, agents.forecasting):
+        for info in pkgutil.iter_modules(pkg.__path__):
+            mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
+            for name, obj in vars(mod).items():
+                if isinstance(obj, CPUDispatcher) and obj.__module__ == mod.__name__:
+                    out[f"{mod.__name__}.{name}"] = len(obj.signatures)
     return out
 
 warm_up()
