@@ -137,6 +137,8 @@ class FeatureExtractor:
         #: whose value differs from the row before by at least :data:`_MOVED` (-1: none)
         self._pushed = 0
         self._moved = [-1] * len(metrics)
+        #: per metric, the last row (counted the same way) whose value is not exactly 0
+        self._nonzero = [-1] * len(metrics)
         self._steps: deque[float] = deque(maxlen=_STEP_HISTORY)
 
     def __getstate__(self) -> dict[str, object]:
@@ -157,13 +159,18 @@ class FeatureExtractor:
         buf = self._buf
         horizon = row[0] - self.sliding_window_s
         start, end = self._start, self._end
+        pushed = self._pushed
         if end > start:
             previous = buf[end - 1].tolist()
             moved = self._moved
             for j in range(len(moved)):
                 if abs(row[j + 1] - previous[j + 1]) >= _MOVED:
-                    moved[j] = self._pushed
-        self._pushed += 1
+                    moved[j] = pushed
+        nonzero = self._nonzero
+        for j in range(len(nonzero)):
+            if row[j + 1] != 0.0:
+                nonzero[j] = pushed
+        self._pushed = pushed + 1
         if end - start == _MAX_SLIDING_POINTS:
             start += 1
         while start < end and buf[start, 0] <= horizon:
@@ -291,6 +298,16 @@ class FeatureVector(Mapping[str, float]):
         except ValueError:
             return False
         return row - 1 >= fx._pushed - fx.count
+
+    def surely_zero(self, metric: str) -> bool:
+        """True when every value of ``metric`` in the sliding window is exactly 0, so that its
+        ``sliding.std`` is exactly 0 (False: it may be; read it). Costs nothing."""
+        fx = self._check()
+        try:
+            row = fx._nonzero[fx.metrics.index(metric)]
+        except ValueError:
+            return False
+        return fx.count > 0 and row < fx._pushed - fx.count
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._all())

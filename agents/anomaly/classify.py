@@ -45,11 +45,22 @@ def is_flatline(features: Mapping[str, float]) -> bool:
     if features.get("window.sliding.count", 0.0) < FLATLINE_MIN_SAMPLES:
         return False
     # A streams.features.FeatureVector knows, without computing the window's statistics,
-    # when a metric certainly moved (its std is not 0).
+    # when a metric certainly moved (its std is not 0) and when it was exactly 0 all along
+    # (its std is exactly 0); only the others need the statistic.
     moved = getattr(features, "surely_moved", None)
-    flat = sum(1 for m, key in zip(FLATLINE_METRICS, _FLATLINE_STD_KEYS, strict=True)
-               if not (moved is not None and moved(m))
-               and key in features and features[key] == 0.0)
+    zero = getattr(features, "surely_zero", None)
+    flat = 0
+    undecided = []
+    for m, key in zip(FLATLINE_METRICS, _FLATLINE_STD_KEYS, strict=True):
+        if moved is not None and moved(m):
+            continue
+        if zero is not None and zero(m):
+            flat += 1
+        else:
+            undecided.append(key)
+    if flat + len(undecided) < FLATLINE_MIN_METRICS:
+        return False
+    flat += sum(1 for key in undecided if key in features and features[key] == 0.0)
     return flat >= FLATLINE_MIN_METRICS
 
 

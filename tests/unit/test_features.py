@@ -151,14 +151,15 @@ def test_the_lazy_feature_vector_is_the_whole_vector_bit_for_bit(
 
 def test_surely_moved_never_contradicts_the_window_std(vm1_events: list[MetricEvent]) -> None:
     """The flatline check skips computing a metric's sliding std when two successive values
-    in the window are far apart: whenever it does, the std is indeed not 0, on a real trace
-    spliced with flat runs (0.0, 0.1 repeated, values a hair apart, values near 1e-150) and a
-    gap that empties the window; and is_flatline gives the same answer either way."""
+    in the window are far apart (the std is not 0), or when every value in it is exactly 0
+    (the std is exactly 0): whenever it does, the std agrees, on a real trace spliced with
+    flat runs (0.0, 0.1 repeated, values a hair apart, values near 1e-150) and a gap that
+    empties the window; and is_flatline gives the same answer either way."""
     from agents.anomaly.classify import is_flatline
 
     fx = FeatureExtractor(tumbling_window_s=300, sliding_window_s=900)
     flat_runs = [0.0, 0.1, 1e-150, 3e-141]
-    t, skipped, flats = 0.0, 0, 0
+    t, skipped, zeros, flats = 0.0, 0, 0, 0
     for i, ev in enumerate(vm1_events[:500]):
         t += 3000.0 if i == 250 else 60.0
         values = ev.metrics()
@@ -171,8 +172,12 @@ def test_surely_moved_never_contradicts_the_window_std(vm1_events: list[MetricEv
             if vector.surely_moved(m):
                 skipped += 1
                 assert full[f"{m}.sliding.std"] != 0.0, (i, m)
+            if vector.surely_zero(m):
+                zeros += 1
+                assert full[f"{m}.sliding.std"] == 0.0, (i, m)
         flat = is_flatline(vector)
         assert flat == is_flatline(full), i
         flats += flat
     assert skipped > 1000, "the fast path was never taken"
+    assert zeros > 100, "the zero path was never taken"
     assert flats > 20, "no flatline to tell apart"
