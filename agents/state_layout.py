@@ -9,7 +9,9 @@ misread.
 
 Layout history: 3 replaced the pickled states of layouts 1-2, which are refused. 4 (this one)
 stores each VM's forecasters as three arrays of rows (:mod:`agents.forecasting.layout`)
-instead of their objects; states of layout 3 are refused (their VMs relearn).
+instead of their objects, each VM's detector as its rows packed in a few flat arrays
+(:func:`agents.anomaly.pool.pack_rows`) and its feature windows' statistics as arrays; states
+of layout 3 are refused (their VMs relearn).
 
 >>> codec = state_codec(b"secret")
 >>> from agents.pipeline import PipelineConfig, new_state
@@ -21,18 +23,9 @@ instead of their objects; states of layout 3 are refused (their VMs relearn).
 
 from __future__ import annotations
 
-from agents.anomaly.analog import AnalogPrediction
 from agents.anomaly.feedback import ClassSensitivity, IncidentRecord, RecentIncidents, Sensitivity
-from agents.anomaly.hst import HalfSpaceTrees
 from agents.anomaly.incidents import Incident, IncidentTracker
-from agents.anomaly.level import LevelShift
-from agents.anomaly.likelihood import AnomalyLikelihood
-from agents.anomaly.range import RangeNovelty
-from agents.anomaly.seasonal import SeasonalResidual
-from agents.anomaly.series import SeriesDetector
-from agents.anomaly.stuck import StuckRun
-from agents.anomaly.trend import TrendGrowth
-from agents.anomaly.vm import FleetDetector, VMDetector
+from agents.anomaly.vm import VMDetector
 from agents.forecasting.series import SeriesForecaster
 from agents.forecasting.vm import VMForecaster
 from agents.pipeline import VMState
@@ -41,7 +34,7 @@ from agents.scaling.recommender import VMRecommender
 from agents.scaling.rightsizing import Change, RightSizer
 from agents.scaling.sizing import SizingConfig
 from schemas.records import FeatureContribution, HorizonForecast, Recommendation
-from streams.features import BucketStats, FeatureExtractor
+from streams.features import FeatureExtractor
 from streams.state_codec import StateCodec
 
 #: The version of the stored layout of :data:`STATE_CLASSES` (see the module's docstring).
@@ -49,9 +42,7 @@ STATE_LAYOUT = 4
 
 #: Every class a stored state may hold an instance of.
 STATE_CLASSES: tuple[type, ...] = (
-    VMState, FeatureExtractor, BucketStats,
-    VMDetector, FleetDetector, SeriesDetector, AnalogPrediction, HalfSpaceTrees, LevelShift,
-    AnomalyLikelihood, RangeNovelty, SeasonalResidual, StuckRun, TrendGrowth,
+    VMState, FeatureExtractor, VMDetector,
     IncidentTracker, Incident, Sensitivity, RecentIncidents, IncidentRecord, ClassSensitivity,
     VMForecaster, SeriesForecaster,
     VMRecommender, PatternDetector, RightSizer, Change, SizingConfig,

@@ -76,8 +76,9 @@ def state_cost(proc: MetricsProcessor) -> tuple[float, float]:
 STAGES: dict[str, tuple[tuple[str, str], ...]] = {
     "decode and validate": (("schemas/validate.py", "decode_metric"),),
     "features": (("streams/features.py", "update"),),
-    "detection": (("agents/pipeline.py", "_detect"),),
-    "forecasting": (("agents/pipeline.py", "_forecast"),),
+    "detection": (("agents/pipeline.py", "_detect"), ("agents/anomaly/pool.py", "step")),
+    "forecasting": (("agents/pipeline.py", "_forecast"),
+                    ("agents/stepper.py", "_learn_forecasts")),
     "scaling": (("agents/scaling/recommender.py", "recommend"),
                 ("agents/pipeline.py", "_report_to_host")),
     "new VM states": (("agents/pipeline.py", "new_state"),),

@@ -23,6 +23,7 @@ import math
 from collections import deque
 from collections.abc import Iterator, Mapping
 from statistics import median
+from typing import Any
 
 import numpy as np
 
@@ -141,14 +142,34 @@ class FeatureExtractor:
         self._nonzero = [-1] * len(metrics)
         self._steps: deque[float] = deque(maxlen=_STEP_HISTORY)
 
-    def __getstate__(self) -> dict[str, object]:
-        state = dict(self.__dict__)
-        state["_buf"] = self._window().copy()  # the window's rows only
-        state["_start"], state["_end"] = 0, self.count
-        return state
+    def __getstate__(self) -> tuple[object, ...]:
+        # A flat tuple with the statistics as arrays (rows in metric order): a stored state
+        # without an object or a name per statistic.
+        bucket = (np.array([b.__getstate__() for b in self._bucket.values()])
+                  if self._bucket else None)
+        closed = (np.array([list(self._closed[m].values()) for m in self.metrics])
+                  if self._closed else None)
+        return (self.tumbling_window_s, self.sliding_window_s, self.metrics, self.last_ts,
+                self.late_events_total, self._bucket_index, bucket, closed,
+                self._window().copy(), self._pushed, self._moved, self._nonzero,
+                list(self._steps))
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        (self.tumbling_window_s, self.sliding_window_s, metrics, self.last_ts,
+         self.late_events_total, self._bucket_index, bucket, closed, buf, self._pushed,
+         self._moved, self._nonzero, steps) = state
+        self.metrics = tuple(metrics)
+        self._bucket = {}
+        if bucket is not None:
+            for m, row in zip(self.metrics, bucket.tolist(), strict=True):
+                b = self._bucket[m] = BucketStats(0.0)
+                b.__setstate__(tuple(row))
+        self._closed = ({} if closed is None else
+                        {m: dict(zip(STATS, row, strict=True))
+                         for m, row in zip(self.metrics, closed.tolist(), strict=True)})
+        self._buf = buf
+        self._start, self._end = 0, len(buf)
+        self._steps = deque(steps, maxlen=_STEP_HISTORY)
 
     def _window(self) -> np.ndarray:
         """The sliding window's rows (time, then each metric), oldest first."""

@@ -76,6 +76,35 @@ def copy_rows(src: FleetDetector, src_row: int, dst: FleetDetector, dst_row: int
             src_row * k:(src_row + 1) * k]
 
 
+def pack_rows(src: FleetDetector, row: int, rows: Layout) -> list[np.ndarray]:
+    """One VM's rows of ``src`` (VM row ``row``) as a few flat arrays, one per dtype in the
+    order of first appearance in ``rows``: what a stored state holds, without the detector
+    object around them."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for path, name, k in rows:
+        a = getattr(_owner(src, path), name)[row * k:(row + 1) * k]
+        parts.setdefault(a.dtype.str, []).append(a.ravel())
+    return [np.concatenate(p) for p in parts.values()]
+
+
+def unpack_rows(dst: FleetDetector, row: int, rows: Layout, packed: list[np.ndarray]) -> None:
+    """Put :func:`pack_rows`' arrays back as VM row ``row`` of ``dst`` (same layout)."""
+    at: dict[str, int] = {}
+    order: dict[str, np.ndarray] = {}
+    for path, name, k in rows:
+        out = getattr(_owner(dst, path), name)[row * k:(row + 1) * k]
+        key = out.dtype.str
+        if key not in order:
+            if len(order) == len(packed):
+                raise ValueError("stored detector rows do not match this detector's layout")
+            order[key] = packed[len(order)]
+        start = at.get(key, 0)
+        at[key] = start + out.size
+        out[...] = order[key][start:start + out.size].reshape(out.shape)
+    if any(len(order[key]) != n for key, n in at.items()):
+        raise ValueError("stored detector rows do not match this detector's layout")
+
+
 class DetectorPool:
     """Slots for VMs' detectors in one :class:`FleetDetector`, grown by doubling."""
 

@@ -295,6 +295,7 @@ class VMDetector:
     def __init__(self, metrics: tuple[str, ...] = METRIC_FIELDS, **params: Any) -> None:
         self._own = FleetDetector(metrics, rows=1, **params)
         self.metrics = self._own.metrics
+        self._params = params
         self._row = np.zeros(1, dtype=np.int64)
 
     @property
@@ -331,15 +332,24 @@ class VMDetector:
         self._pool.release(self.slot)
         self._pool, self._row = None, np.zeros(1, dtype=np.int64)
 
-    def __getstate__(self) -> dict[str, Any]:
-        # The one-row form, whether attached or not (and the format states always had).
-        fleet = self._pool.copy_out(self.slot) if self._pool is not None else self._own
-        return {"fleet": fleet, "metrics": self.metrics, "_row": np.zeros(1, dtype=np.int64)}
+    def __getstate__(self) -> tuple[Any, ...]:
+        # The VM's rows as a few flat arrays (agents.anomaly.pool.pack_rows), whether
+        # attached or not: no detector object to walk.
+        from agents.anomaly.pool import layout, pack_rows
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self._own = state["fleet"]
-        self.metrics = state["metrics"]
-        self._row = np.zeros(1, dtype=np.int64)
+        rows = layout(self.metrics, **self._params)
+        if self._pool is not None:
+            packed = pack_rows(self._pool.fleet, self.slot, rows)
+        else:
+            packed = pack_rows(self._own, 0, rows)
+        return (self.metrics, tuple(sorted(self._params.items())), packed)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        from agents.anomaly.pool import layout, unpack_rows
+
+        metrics, params, packed = state
+        self.__init__(tuple(metrics), **dict(params))  # type: ignore[misc]
+        unpack_rows(self._own, 0, layout(self.metrics, **self._params), list(packed))
 
     @property
     def ready(self) -> bool:
