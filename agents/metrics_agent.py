@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: How long a rebalance waits for the learned states to be written before forgetting them.
 REVOKE_FLUSH_S = 10.0
+#: Due states the flush timer writes between two chances for a batch to run.
+FLUSH_CHUNK = 64
 
 
 def pipeline_config(settings: Any) -> PipelineConfig:
@@ -267,20 +269,27 @@ def register_agents(service: Service) -> None:
         service.metrics.batch_seconds.labels(agent=agent).observe(time.perf_counter() - started)
         observe_end_to_end(events)
 
-    async def flush(everything: bool = False) -> None:
-        """Write the learned states that are due (``everything``: all of them) and the marks
-        that moved with them (call with ``turn`` held)."""
+    async def flush(everything: bool = False, limit: int | None = None) -> int:
+        """Write the learned states that are due (``everything``: all of them; at most
+        ``limit``) and the marks that moved with them (call with ``turn`` held): how many."""
         if not processor.dirty:
-            return
-        await asyncio.gather(*write_states(processor.flush(time.time(), everything)))
+            return 0
+        written = write_states(processor.flush(time.time(), everything, limit))
+        await asyncio.gather(*written)
         await asyncio.gather(*mark_learned())
+        return len(written)
 
     if settings.state_flush_s > 0:
         @app.timer(max(1.0, settings.state_flush_s / 4))
         async def flush_states() -> None:
-            """Write the states that are due even when input stops."""
-            async with turn:
-                await flush()
+            """Write the states that are due even when input stops: a chunk at a time, so
+            that batches go on in between."""
+            while True:
+                async with turn:
+                    written = await flush(limit=FLUSH_CHUNK)
+                if written < FLUSH_CHUNK:
+                    return
+                await asyncio.sleep(0)
 
     if settings.idle_vm_expiry_s > 0:
         @app.timer(min(600.0, settings.idle_vm_expiry_s / 4))

@@ -51,7 +51,7 @@ WriteThrough = Callable[[Any, bytes, bytes, Any], Awaitable[Any]]
 
 def register_model_agent(service: Service, processor: MetricsProcessor, turn: asyncio.Lock,
                          write_through: WriteThrough,
-                         flush: Callable[[], Awaitable[None]]) -> None:
+                         flush: Callable[[], Awaitable[object]]) -> None:
     """``flush`` writes the states learned but not yet written (with ``turn`` held)."""
     app, settings = service.app, service.settings
     state_table = service.tables[vm_state_table.name]

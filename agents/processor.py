@@ -10,9 +10,13 @@ A state is written at most once per batch, and with ``state_flush_s`` > 0 less o
 VM's state is written at once when its batch published an alert, a recommendation or a drift
 event (so that those are never published again by a worker that takes the partition over),
 and otherwise kept *dirty* in memory for ``state_flush_s`` after it first changed, then
-written with the batch that finds it due. Encoding, compressing and sending a VM's whole state
+written with a batch that finds it due. Encoding, compressing and sending a VM's whole state
 on every event is what bounds a worker that holds many VMs; writing each VM on its own clock
-spreads that work evenly instead of stalling the stream every ``state_flush_s``. The learned
+spreads that work out. VMs that start together (a worker catching up on a backlog, or a
+fleet that starts at once) come due together, so a batch writes at most
+:data:`WRITES_PER_EVENT` due states per event it processed (and at least
+:data:`MIN_WRITES_PER_BATCH`), oldest first: a burst of due states is written over the next
+batches instead of stalling the stream while thousands are encoded at once. The learned
 mark of a partition (:mod:`agents.offsets`) is the offset of the first message whose state is
 still unwritten (:meth:`MetricsProcessor.settled`), so a worker that dies leaves at most the
 last ``state_flush_s`` of input to be read and learned again.
@@ -52,6 +56,11 @@ from streams.observability import WorkerMetrics
 from streams.state_codec import StateCodec, StateIntegrityError
 
 log = logging.getLogger(__name__)
+
+#: Due states a batch writes at most, per event processed (see the module docstring) ...
+WRITES_PER_EVENT = 0.25
+#: ... and at least, per batch.
+MIN_WRITES_PER_BATCH = 32
 
 #: how often a batch reads the host directory again, at most (seconds of wall clock)
 HOSTS_REFRESH_S = 1.0
@@ -368,15 +377,17 @@ class MetricsProcessor:
         self.metrics.events_processed.inc(result.processed)
         self.metrics.cached_vms.set(len(self.cache))
         self._write(result, [key for key in urgent if key in self.dirty])
-        self._write(result, self._due(now))
+        budget = max(MIN_WRITES_PER_BATCH, int(WRITES_PER_EVENT * len(batch)))
+        self._write(result, self._due(now, budget))
         return result
 
-    def flush(self, now: float, everything: bool = False) -> BatchResult:
-        """The dirty states that are due (``everything``: all of them), encoded: for a timer,
-        as a worker whose input stopped must not keep learned state unwritten for long, and
-        before a checkpoint."""
+    def flush(self, now: float, everything: bool = False, limit: int | None = None
+              ) -> BatchResult:
+        """The dirty states that are due (``everything``: all of them), encoded, at most
+        ``limit`` of them (oldest first): for a timer, as a worker whose input stopped must
+        not keep learned state unwritten for long, and before a checkpoint."""
         result = BatchResult()
-        self._write(result, list(self.dirty) if everything else self._due(now))
+        self._write(result, list(self.dirty) if everything else self._due(now, limit))
         return result
 
     def settled(self, topic: str, partition: int, learned: int) -> int:
@@ -386,10 +397,10 @@ class MetricsProcessor:
         waiting = self._dirty_in.get((topic, partition))
         return next(iter(waiting.values())) if waiting else learned
 
-    def _due(self, now: float) -> list[bytes]:
-        due = []
+    def _due(self, now: float, limit: int | None = None) -> list[bytes]:
+        due: list[bytes] = []
         for key, (_, _, _, since) in self.dirty.items():  # oldest first
-            if now - since < self.state_flush_s:
+            if now - since < self.state_flush_s or len(due) == limit:
                 break
             due.append(key)
         return due

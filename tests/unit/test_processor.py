@@ -203,3 +203,31 @@ def test_the_host_directory_is_decoded_only_when_placement_reads_it(
     table[b"h1"] = HostState("h1", 32.0, 64e9).to_json()
     changed = proc.hosts()
     assert changed is not None and changed["h1"].cpu_cores == 32.0
+
+
+def test_a_burst_of_due_states_is_written_over_several_batches(
+        fleet_slice: list[dict[str, Any]]) -> None:
+    """300 VMs that started together come due together: each batch writes at most a quarter
+    of its events' worth of them (at least 32), oldest first, and the timer a chunk at a
+    time, until every one is written."""
+    from agents.processor import MIN_WRITES_PER_BATCH
+
+    sample = fleet_slice[0]
+    fleet = [dict(sample, vm_id=f"vm-{i:03d}", timestamp=sample["timestamp"] + 0.01 * i)
+             for i in range(300)]
+    proc = MetricsProcessor(PipelineConfig(), state_codec(b"k"), load_state={}.get,
+                            metrics=WorkerMetrics(CollectorRegistry()), state_flush_s=10.0)
+    proc.process(inbound(fleet), now=NOW)
+    assert len(proc.dirty) == 300
+    later = [dict(m, timestamp=m["timestamp"] + 10.0) for m in fleet[:200]]
+    written: list[bytes] = []
+    for i in range(0, 200, 40):
+        result = proc.process(inbound(later[i:i + 40], 300 + i), now=NOW + 11)
+        assert len(result.states) == MIN_WRITES_PER_BATCH  # 40 events: the minimum
+        written += list(result.states)
+    assert written == [m["vm_id"].encode() for m in fleet[:160]], "oldest first"
+    timer = proc.flush(NOW + 12, limit=64)
+    assert len(timer.states) == 64
+    while proc.dirty:
+        assert proc.flush(NOW + 12, limit=64).states
+    assert proc.settled("vm.metrics", 0, 500) == 500
