@@ -216,8 +216,7 @@ class ForecasterPool:
         """``n`` free rows, blank."""
         while len(self._free) < n:
             self._grow()
-        rows = np.array([self._free.pop() for _ in range(n)], dtype=np.int64)
-        return rows
+        return np.array([self._free.pop() for _ in range(n)], dtype=np.int64)
 
     def release(self, rows: Rows) -> None:
         fleet = self.fleet

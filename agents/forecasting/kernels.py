@@ -498,9 +498,12 @@ def grid_rows(f32, f64, i64, rows, t, o, hs, grid_s):
             continue
         f64[r, D_LAST_GRID] = tk
         n_p = i64[r, I_PENDING]
-        # drop the rows past every target time first (the new row is never one of them)
+        # drop the rows past every target time first (the new row is never one of them),
+        # and the oldest if the rows are full (cannot happen with rows made grid_s apart)
         drop = 0
         while drop < n_p and tk - f64[r, o[10] + drop] > kept_s:
+            drop += 1
+        if n_p - drop == o[1]:
             drop += 1
         if drop:
             for idx in range(n_p - drop):
@@ -510,14 +513,6 @@ def grid_rows(f32, f64, i64, rows, t, o, hs, grid_s):
                 for j in range(o[2]):
                     f32[r, dst + j] = f32[r, src + j]
             n_p -= drop
-        if n_p == o[1]:  # cannot happen with rows made grid_s apart; kept bounded anyway
-            n_p -= 1
-            for idx in range(n_p):
-                f64[r, o[10] + idx] = f64[r, o[10] + idx + 1]
-                i64[r, o[11] + idx] = i64[r, o[11] + idx + 1]
-                src, dst = o[5] + (idx + 1) * o[2], o[5] + idx * o[2]
-                for j in range(o[2]):
-                    f32[r, dst + j] = f32[r, src + j]
         row = o[5] + n_p * o[2]
         f64[r, o[10] + n_p] = tk
         i64[r, o[11] + n_p] = 0
